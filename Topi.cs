@@ -402,7 +402,7 @@ namespace Topi
         {
             ArgumentNullException.ThrowIfNull(token);
             Entry entry = _entry;
-            if (ReferenceEquals(entry.Token, token)) entry.State = Expired;
+            if (ReferenceEquals(entry.Token, token)) entry.Raise(Expired);
         }
 
         /// <summary>Stops the timers, cancels a renewal in flight and releases the connection pool this provider created.</summary>
@@ -420,18 +420,24 @@ namespace Topi
 
         private async ValueTask<TopiToken> GetTokenSlowAsync(CancellationToken cancellationToken)
         {
+            Entry entry = _entry;
+            if (Evaluate(entry) == RenewSoon)
+            {
+                // Refresh-ahead: the current token is still good, so this caller gets it at once and, unless a
+                // renewal is running or a pause after a failure holds, starts one renewal in the background.
+                if (Volatile.Read(ref _renewal) is null && _time.GetTimestamp() >= Volatile.Read(ref _pausedUntil))
+                {
+                    lock (_sync)
+                        if (_renewal is null && ReferenceEquals(_entry, entry)) StartRenewal();
+                }
+                return entry.Token!;
+            }
             Task<Entry> renewal;
             lock (_sync)
             {
                 ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
-                Entry entry = _entry;
-                int state = Evaluate(entry);
-                if (state != Expired)
-                {
-                    // Refresh-ahead: the current token is still good; renew in the background at most once.
-                    if (state == RenewSoon && _renewal is null && _time.GetTimestamp() >= _pausedUntil) StartRenewal();
-                    return entry.Token!;
-                }
+                entry = _entry;
+                if (Evaluate(entry) != Expired) return entry.Token!; // renewed meanwhile
                 if (_renewal is null)
                 {
                     if (_lastFailure is not null && _time.GetTimestamp() < _pausedUntil) throw PausedError();
@@ -451,6 +457,9 @@ namespace Topi
             // cancellation, AsyncLocal or synchronization context can reach it.
             using (ExecutionContext.SuppressFlow())
                 _renewal = Task.Run(RenewAsync);
+            // A background renewal may fail with nobody waiting: observe it, so it is never an unobserved exception.
+            _renewal.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+                TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
 
         private async Task<Entry> RenewAsync()
@@ -481,8 +490,9 @@ namespace Topi
                     // Outage protection: 1 s, 2 s, 4 s ... up to MaxRetryDelay, or longer if the server asked for it.
                     TimeSpan pause = Plumbing.Min(_options.MaxRetryDelay,
                         FirstOutagePause * Math.Pow(2, Math.Min(_consecutiveFailures - 1, 16)));
-                    if (ex is TopiException { RetryAfter: TimeSpan serverPause } && serverPause > pause) pause = serverPause;
-                    _pausedUntil = _time.GetTimestamp() + Plumbing.ToTimestampTicks(pause, _time);
+                    if (ex is TopiException { RetryAfter: TimeSpan serverPause })
+                        pause = Plumbing.Max(pause, Plumbing.Min(serverPause, _options.MaxRetryDelay));
+                    Volatile.Write(ref _pausedUntil, _time.GetTimestamp() + Plumbing.ToTimestampTicks(pause, _time));
                 }
                 Telemetry.TokenFailures.Add(1);
                 throw;
@@ -495,7 +505,7 @@ namespace Topi
             var auth = last as TopiAuthenticationException;
             return new TopiAuthenticationException(
                 "Token renewal is paused after a failure, to spare the token endpoint; the last error was: " + last.Message,
-                auth?.StatusCode, auth?.Error, auth?.ErrorDescription, last) { IsTransient = true };
+                auth?.StatusCode, auth?.Error, auth?.ErrorDescription, last) { IsTransient = last is not TopiException t || t.IsTransient };
         }
 
         // One renewal: up to MaxTokenAttempts requests with full-jitter backoff, all within RequestTimeout.
@@ -506,18 +516,18 @@ namespace Topi
             long start = _time.GetTimestamp();
             for (int attempt = 1; ; attempt++)
             {
-                TimeSpan retryAfter;
+                TimeSpan delay;
                 try
                 {
                     return await RequestTokenOnceAsync(attempt, start, linked.Token).ConfigureAwait(false);
                 }
                 catch (TopiAuthenticationException ex) when (ex.IsTransient && attempt < _options.MaxTokenAttempts && !linked.IsCancellationRequested)
                 {
-                    retryAfter = ex.RetryAfter ?? TimeSpan.Zero;
+                    // Full-jitter backoff, or the server's Retry-After if longer; both capped by MaxRetryDelay.
+                    delay = Plumbing.Min(_options.MaxRetryDelay,
+                        Plumbing.Max(ex.RetryAfter ?? TimeSpan.Zero, Plumbing.Backoff(_options.RetryBaseDelay, _options.MaxRetryDelay, attempt)));
+                    if (_time.GetElapsedTime(start) + delay >= _options.RequestTimeout) throw; // no time left: report the real error
                 }
-                TimeSpan delay = Plumbing.Max(retryAfter, Plumbing.Backoff(_options.RetryBaseDelay, _options.MaxRetryDelay, attempt));
-                if (_time.GetElapsedTime(start) + delay >= _options.RequestTimeout)
-                    throw new TopiAuthenticationException("Token request failed and the retry would pass the deadline.") { IsTransient = true };
                 await Task.Delay(delay, _time, linked.Token).ConfigureAwait(false);
             }
         }
@@ -547,7 +557,7 @@ namespace Topi
                 byte[] body = await Plumbing.ReadCappedAsync(response.Content, Plumbing.MaxTokenResponseBytes, linked.Token).ConfigureAwait(false);
                 if (response.RequestMessage?.RequestUri is Uri final && final != endpoint)
                     throw new TopiAuthenticationException("The token request was redirected; refusing a redirected token response.", response.StatusCode);
-                TopiToken token = Protocol.ParseTokenResponse(response, body, sentAtWall, _requestedScopes, _options.ClientSecret, out TimeSpan lifetime);
+                TopiToken token = Protocol.ParseTokenResponse(response, body, sentAtWall, _time, _requestedScopes, _options.ClientSecret, out TimeSpan lifetime);
                 Telemetry.TokenDuration.Record(_time.GetElapsedTime(sentAt).TotalSeconds);
                 return CreateEntry(token, lifetime, sentAt, sentAtWall);
             }
@@ -555,7 +565,7 @@ namespace Topi
             {
                 activity?.SetStatus(ActivityStatusCode.Error);
                 if (ex is OperationCanceledException) ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
-                if (ex is OperationCanceledException && linked.IsCancellationRequested)
+                if (ex is OperationCanceledException)
                     throw new TopiAuthenticationException("The token request timed out.", innerException: ex) { IsTransient = true };
                 if (ex is HttpRequestException or IOException)
                     throw new TopiAuthenticationException("The token request failed: " + Plumbing.Sanitize(ex.Message), innerException: ex) { IsTransient = true };
@@ -587,8 +597,7 @@ namespace Topi
             DateTimeOffset wall = _time.GetUtcNow();
             int state = now >= entry.ExpireAt || wall >= entry.ExpireAtWall ? Expired
                 : now >= entry.RenewAt || wall >= entry.RenewAtWall ? RenewSoon : Fresh;
-            if (state > entry.State) entry.State = state;
-            return entry.State;
+            return entry.Raise(state);
         }
 
         private void OnTimer()
@@ -620,10 +629,11 @@ namespace Topi
 
         private sealed class Entry
         {
-            internal static readonly Entry None = new Entry(null, 0, 0, default, default) { State = Expired };
+            internal static readonly Entry None = new Entry(null, 0, 0, default, default, Expired);
 
-            internal Entry(TopiToken? token, long renewAt, long expireAt, DateTimeOffset renewAtWall, DateTimeOffset expireAtWall)
+            internal Entry(TopiToken? token, long renewAt, long expireAt, DateTimeOffset renewAtWall, DateTimeOffset expireAtWall, int state = Fresh)
             {
+                _state = state;
                 Token = token;
                 RenewAt = renewAt;
                 ExpireAt = expireAt;
@@ -634,7 +644,17 @@ namespace Topi
             internal readonly TopiToken? Token;
             internal readonly long RenewAt, ExpireAt;
             internal readonly DateTimeOffset RenewAtWall, ExpireAtWall;
-            internal volatile int State;
+            private int _state;
+
+            internal int State => Volatile.Read(ref _state);
+
+            // Moves the state forward (Fresh → RenewSoon → Expired), never back, whoever races; returns the state now.
+            internal int Raise(int state)
+            {
+                int current;
+                while ((current = Volatile.Read(ref _state)) < state && Interlocked.CompareExchange(ref _state, state, current) != current) { }
+                return Math.Max(current, state);
+            }
         }
     }
 
@@ -815,7 +835,8 @@ namespace Topi
             HttpResponseMessage response;
             try
             {
-                response = await HttpClient.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+                // The whole body is read within RequestTimeout, so a stalled body cannot hang a caller.
+                response = await HttpClient.SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken).ConfigureAwait(false);
             }
             catch (TaskCanceledException ex) when (!cancellationToken.IsCancellationRequested)
             {
@@ -967,7 +988,7 @@ namespace Topi
         // case and expires_in as number or numeric string. Lifetime rule: missing → 7200 s; below 1 s (zero,
         // negative, tiny fractions) or not a finite number → rejected; fractions kept to the millisecond;
         // above 24 h → capped at 24 h, so a token is never trusted for longer than a day.
-        internal static TopiToken ParseTokenResponse(HttpResponseMessage response, byte[] body, DateTimeOffset sentAtWall,
+        internal static TopiToken ParseTokenResponse(HttpResponseMessage response, byte[] body, DateTimeOffset sentAtWall, TimeProvider time,
             IReadOnlyList<string> requestedScopes, string clientSecret, out TimeSpan lifetime)
         {
             HttpStatusCode status = response.StatusCode;
@@ -1003,7 +1024,7 @@ namespace Topi
             catch (JsonException) { json = false; }
 
             bool transient = IsTransientStatus(status);
-            TimeSpan? retryAfter = transient ? Plumbing.GetRetryAfter(response, null) : null;
+            TimeSpan? retryAfter = transient ? Plumbing.GetRetryAfter(response, time) : null;
             string statusText = (int)status + " " + response.ReasonPhrase;
             if (error is not null || (json && (int)status >= 400))
             {
@@ -1263,13 +1284,13 @@ namespace Topi
         }
 
         // Retry-After as delta-seconds or HTTP-date; null when absent or in the past.
-        internal static TimeSpan? GetRetryAfter(HttpResponseMessage response, TimeProvider? time)
+        internal static TimeSpan? GetRetryAfter(HttpResponseMessage response, TimeProvider time)
         {
             RetryConditionHeaderValue? header = response.Headers.RetryAfter;
             if (header?.Delta is TimeSpan delta) return delta > TimeSpan.Zero ? delta : null;
             if (header?.Date is DateTimeOffset date)
             {
-                TimeSpan wait = date - (time ?? TimeProvider.System).GetUtcNow();
+                TimeSpan wait = date - time.GetUtcNow();
                 return wait > TimeSpan.Zero ? wait : null;
             }
             return null;
