@@ -81,8 +81,8 @@ namespace Topi
         {
             if (string.IsNullOrWhiteSpace(name)) throw new ArgumentException("An environment needs a name.", nameof(name));
             Name = name;
-            TokenEndpoint = Plumbing.RequireSecureAbsolute(tokenEndpoint, nameof(tokenEndpoint));
-            Uri api = Plumbing.RequireSecureAbsolute(apiBaseAddress, nameof(apiBaseAddress));
+            TokenEndpoint = TopiPlumbing.RequireSecureAbsolute(tokenEndpoint, nameof(tokenEndpoint));
+            Uri api = TopiPlumbing.RequireSecureAbsolute(apiBaseAddress, nameof(apiBaseAddress));
             // A base address without a trailing slash would drop its last segment when a relative path is resolved.
             ApiBaseAddress = api.AbsolutePath.EndsWith('/') ? api : new Uri(api.AbsoluteUri + "/");
         }
@@ -158,7 +158,7 @@ namespace Topi
             RequireCredential(ClientId, nameof(ClientId));
             RequireCredential(ClientSecret, nameof(ClientSecret));
             if (Environment is null) throw new ArgumentException("Environment is required.", nameof(Environment));
-            if (string.IsNullOrWhiteSpace(Scope) || Plumbing.HasControlCharacter(Scope))
+            if (string.IsNullOrWhiteSpace(Scope) || TopiPlumbing.HasControlCharacter(Scope))
                 throw new ArgumentException("Scope must be a non-empty, space-separated list without control characters.", nameof(Scope));
             RequireRange(ExpirySkew, TimeSpan.Zero, TimeSpan.FromHours(1), nameof(ExpirySkew));
             RequireRange(RefreshAhead, TimeSpan.Zero, TimeSpan.FromHours(1), nameof(RefreshAhead));
@@ -175,7 +175,7 @@ namespace Topi
         {
             if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException(name + " is required.", name);
             // CR/LF or other control characters would let a value inject headers or hide in logs.
-            if (Plumbing.HasControlCharacter(value)) throw new ArgumentException(name + " contains a control character.", name);
+            if (TopiPlumbing.HasControlCharacter(value)) throw new ArgumentException(name + " contains a control character.", name);
         }
 
         private static void RequireRange(TimeSpan value, TimeSpan min, TimeSpan max, string name)
@@ -194,7 +194,7 @@ namespace Topi
         /// <param name="scopes">The granted scopes.</param>
         public TopiToken(string accessToken, DateTimeOffset expiresAt, IReadOnlyList<string> scopes)
         {
-            if (string.IsNullOrEmpty(accessToken) || !Plumbing.IsVisibleAscii(accessToken))
+            if (string.IsNullOrEmpty(accessToken) || !TopiPlumbing.IsVisibleAscii(accessToken))
                 throw new ArgumentException("An access token must be non-empty visible ASCII.", nameof(accessToken));
             AccessToken = accessToken;
             ExpiresAt = expiresAt;
@@ -356,7 +356,7 @@ namespace Topi
         /// not follow redirects, because the token request must never be redirected.
         /// </summary>
         public TopiTokenProvider(TopiOptions options, HttpClient? httpClient)
-            : this(options, httpClient ?? new HttpClient(Plumbing.CreateDefaultHandler(), disposeHandler: true) { Timeout = System.Threading.Timeout.InfiniteTimeSpan }, owns: httpClient is null) { }
+            : this(options, httpClient ?? new HttpClient(TopiPlumbing.CreateDefaultHandler(), disposeHandler: true) { Timeout = System.Threading.Timeout.InfiniteTimeSpan }, owns: httpClient is null) { }
 
         private TopiTokenProvider(TopiOptions options, HttpClient httpClient, bool owns)
         {
@@ -368,8 +368,8 @@ namespace Topi
             _time = _options.TimeProvider;
             // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
             _basicCredentials = Convert.ToBase64String(Encoding.UTF8.GetBytes(
-                Plumbing.FormEncode(_options.ClientId) + ":" + Plumbing.FormEncode(_options.ClientSecret)));
-            _formBody = Encoding.ASCII.GetBytes("grant_type=client_credentials&scope=" + Plumbing.FormEncode(_options.Scope));
+                TopiPlumbing.FormEncode(_options.ClientId) + ":" + TopiPlumbing.FormEncode(_options.ClientSecret)));
+            _formBody = Encoding.ASCII.GetBytes("grant_type=client_credentials&scope=" + TopiPlumbing.FormEncode(_options.Scope));
             _requestedScopes = _options.Scope.Split(' ', StringSplitOptions.RemoveEmptyEntries);
             // The timer holds the provider weakly, so an undisposed provider can still be collected, and it
             // captures no execution context, so nothing ambient at construction leaks into later renewals.
@@ -445,7 +445,7 @@ namespace Topi
                 }
                 renewal = _renewal!;
             }
-            Telemetry.CacheMisses.Add(1);
+            TopiTelemetry.CacheMisses.Add(1);
             Entry fresh = await renewal.WaitAsync(cancellationToken).ConfigureAwait(false);
             return fresh.Token!;
         }
@@ -488,13 +488,13 @@ namespace Topi
                     _lastFailure = ex;
                     _consecutiveFailures++;
                     // Outage protection: 1 s, 2 s, 4 s ... up to MaxRetryDelay, or longer if the server asked for it.
-                    TimeSpan pause = Plumbing.Min(_options.MaxRetryDelay,
+                    TimeSpan pause = TopiPlumbing.Min(_options.MaxRetryDelay,
                         FirstOutagePause * Math.Pow(2, Math.Min(_consecutiveFailures - 1, 16)));
                     if (ex is TopiException { RetryAfter: TimeSpan serverPause })
-                        pause = Plumbing.Max(pause, Plumbing.Min(serverPause, _options.MaxRetryDelay));
-                    Volatile.Write(ref _pausedUntil, _time.GetTimestamp() + Plumbing.ToTimestampTicks(pause, _time));
+                        pause = TopiPlumbing.Max(pause, TopiPlumbing.Min(serverPause, _options.MaxRetryDelay));
+                    Volatile.Write(ref _pausedUntil, _time.GetTimestamp() + TopiPlumbing.ToTimestampTicks(pause, _time));
                 }
-                Telemetry.TokenFailures.Add(1);
+                TopiTelemetry.TokenFailures.Add(1);
                 throw;
             }
         }
@@ -524,8 +524,8 @@ namespace Topi
                 catch (TopiAuthenticationException ex) when (ex.IsTransient && attempt < _options.MaxTokenAttempts && !linked.IsCancellationRequested)
                 {
                     // Full-jitter backoff, or the server's Retry-After if longer; both capped by MaxRetryDelay.
-                    delay = Plumbing.Min(_options.MaxRetryDelay,
-                        Plumbing.Max(ex.RetryAfter ?? TimeSpan.Zero, Plumbing.Backoff(_options.RetryBaseDelay, _options.MaxRetryDelay, attempt)));
+                    delay = TopiPlumbing.Min(_options.MaxRetryDelay,
+                        TopiPlumbing.Max(ex.RetryAfter ?? TimeSpan.Zero, TopiPlumbing.Backoff(_options.RetryBaseDelay, _options.MaxRetryDelay, attempt)));
                     if (_time.GetElapsedTime(start) + delay >= _options.RequestTimeout) throw; // no time left: report the real error
                 }
                 await Task.Delay(delay, _time, linked.Token).ConfigureAwait(false);
@@ -535,15 +535,15 @@ namespace Topi
         private async Task<Entry> RequestTokenOnceAsync(int attempt, long renewalStart, CancellationToken renewalToken)
         {
             Uri endpoint = _options.Environment.TokenEndpoint;
-            using Activity? activity = Telemetry.Source.StartActivity("topi token request", ActivityKind.Client);
+            using Activity? activity = TopiTelemetry.Source.StartActivity("topi token request", ActivityKind.Client);
             activity?.SetTag("topi.environment", _options.Environment.Name);
             activity?.SetTag("topi.attempt", attempt);
-            Telemetry.TokenRequests.Add(1);
+            TopiTelemetry.TokenRequests.Add(1);
             long sentAt = _time.GetTimestamp();
             DateTimeOffset sentAtWall = _time.GetUtcNow();
             // Each attempt gets an equal share of what is left of the renewal's deadline.
             TimeSpan left = _options.RequestTimeout - _time.GetElapsedTime(renewalStart);
-            using var attemptTimeout = new CancellationTokenSource(Plumbing.Max(TimeSpan.FromMilliseconds(1), left / (_options.MaxTokenAttempts - attempt + 1)), _time);
+            using var attemptTimeout = new CancellationTokenSource(TopiPlumbing.Max(TimeSpan.FromMilliseconds(1), left / (_options.MaxTokenAttempts - attempt + 1)), _time);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(renewalToken, attemptTimeout.Token);
             try
             {
@@ -554,11 +554,11 @@ namespace Topi
                 request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-www-form-urlencoded");
                 using HttpResponseMessage response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, linked.Token).ConfigureAwait(false);
                 activity?.SetTag("http.response.status_code", (int)response.StatusCode);
-                byte[] body = await Plumbing.ReadCappedAsync(response.Content, Plumbing.MaxTokenResponseBytes, linked.Token).ConfigureAwait(false);
+                byte[] body = await TopiPlumbing.ReadCappedAsync(response.Content, TopiPlumbing.MaxTokenResponseBytes, linked.Token).ConfigureAwait(false);
                 if (response.RequestMessage?.RequestUri is Uri final && final != endpoint)
                     throw new TopiAuthenticationException("The token request was redirected; refusing a redirected token response.", response.StatusCode);
-                TopiToken token = Protocol.ParseTokenResponse(response, body, sentAtWall, _time, _requestedScopes, _options.ClientSecret, out TimeSpan lifetime);
-                Telemetry.TokenDuration.Record(_time.GetElapsedTime(sentAt).TotalSeconds);
+                TopiToken token = TopiProtocol.ParseTokenResponse(response, body, sentAtWall, _time, _requestedScopes, _options.ClientSecret, out TimeSpan lifetime);
+                TopiTelemetry.TokenDuration.Record(_time.GetElapsedTime(sentAt).TotalSeconds);
                 return CreateEntry(token, lifetime, sentAt, sentAtWall);
             }
             catch (Exception ex) when (ex is not TopiAuthenticationException)
@@ -568,7 +568,7 @@ namespace Topi
                 if (ex is OperationCanceledException)
                     throw new TopiAuthenticationException("The token request timed out.", innerException: ex) { IsTransient = true };
                 if (ex is HttpRequestException or IOException)
-                    throw new TopiAuthenticationException("The token request failed: " + Plumbing.Sanitize(ex.Message), innerException: ex) { IsTransient = true };
+                    throw new TopiAuthenticationException("The token request failed: " + TopiPlumbing.Sanitize(ex.Message), innerException: ex) { IsTransient = true };
                 throw;
             }
             catch (TopiAuthenticationException)
@@ -581,11 +581,11 @@ namespace Topi
         // Works out when the token should be renewed and when it stops being used, on both clocks.
         private Entry CreateEntry(TopiToken token, TimeSpan lifetime, long sentAt, DateTimeOffset sentAtWall)
         {
-            TimeSpan skew = Plumbing.Min(_options.ExpirySkew, lifetime / 2);
+            TimeSpan skew = TopiPlumbing.Min(_options.ExpirySkew, lifetime / 2);
             TimeSpan usable = lifetime - skew;
-            TimeSpan ahead = Plumbing.Min(_options.RefreshAhead, usable / 5);
+            TimeSpan ahead = TopiPlumbing.Min(_options.RefreshAhead, usable / 5);
             return new Entry(token,
-                renewAt: sentAt + Plumbing.ToTimestampTicks(usable - ahead, _time), expireAt: sentAt + Plumbing.ToTimestampTicks(usable, _time),
+                renewAt: sentAt + TopiPlumbing.ToTimestampTicks(usable - ahead, _time), expireAt: sentAt + TopiPlumbing.ToTimestampTicks(usable, _time),
                 renewAtWall: sentAtWall + (usable - ahead), expireAtWall: sentAtWall + usable);
         }
 
@@ -621,9 +621,9 @@ namespace Topi
                 return;
             }
             bool fresh = entry.State == Fresh;
-            TimeSpan monotonic = Plumbing.FromTimestampTicks((fresh ? entry.RenewAt : entry.ExpireAt) - _time.GetTimestamp(), _time);
+            TimeSpan monotonic = TopiPlumbing.FromTimestampTicks((fresh ? entry.RenewAt : entry.ExpireAt) - _time.GetTimestamp(), _time);
             TimeSpan wall = (fresh ? entry.RenewAtWall : entry.ExpireAtWall) - _time.GetUtcNow();
-            TimeSpan due = Plumbing.Max(TimeSpan.Zero, Plumbing.Min(WallClockCheckPeriod, Plumbing.Min(monotonic, wall)));
+            TimeSpan due = TopiPlumbing.Max(TimeSpan.Zero, TopiPlumbing.Min(WallClockCheckPeriod, TopiPlumbing.Min(monotonic, wall)));
             _timer.Change(due, System.Threading.Timeout.InfiniteTimeSpan);
         }
 
@@ -705,7 +705,7 @@ namespace Topi
 
             // Fast path: a cached token and a response that needs nothing more cost no allocation here.
             ValueTask<TopiToken> pending = _tokens.GetTokenAsync(cancellationToken);
-            if (pending.IsCompletedSuccessfully && request.Content is null && !Telemetry.Source.HasListeners())
+            if (pending.IsCompletedSuccessfully && request.Content is null && !TopiTelemetry.Source.HasListeners())
             {
                 TopiToken token = pending.Result;
                 request.Headers.Authorization = token.AuthorizationHeader;
@@ -719,11 +719,11 @@ namespace Topi
         private async Task<HttpResponseMessage> SendSlowAsync(HttpRequestMessage request, ValueTask<TopiToken> pending,
             Task<HttpResponseMessage>? firstSend, CancellationToken cancellationToken)
         {
-            using Activity? activity = Telemetry.Source.StartActivity("topi api request", ActivityKind.Client);
+            using Activity? activity = TopiTelemetry.Source.StartActivity("topi api request", ActivityKind.Client);
             activity?.SetTag("http.request.method", request.Method.Method);
             activity?.SetTag("topi.environment", _options.Environment.Name);
-            bool replayable = await Plumbing.MakeReplayableAsync(request.Content, cancellationToken).ConfigureAwait(false);
-            bool idempotent = Plumbing.IsIdempotent(request.Method);
+            bool replayable = await TopiPlumbing.MakeReplayableAsync(request.Content, cancellationToken).ConfigureAwait(false);
+            bool idempotent = TopiPlumbing.IsIdempotent(request.Method);
             bool retriesOff = request.Options.TryGetValue(DisableRetries, out bool off) && off;
             int retriesLeft = replayable && idempotent && !retriesOff ? _options.MaxApiRetries : 0;
             bool renewed = false;
@@ -764,18 +764,18 @@ namespace Topi
                         token = await _tokens.GetTokenAsync(cancellationToken).ConfigureAwait(false);
                         continue;
                     }
-                    if (retriesLeft == 0 || !await Protocol.IsRetryableAsync(response, cancellationToken).ConfigureAwait(false))
+                    if (retriesLeft == 0 || !await TopiProtocol.IsRetryableAsync(response, cancellationToken).ConfigureAwait(false))
                     {
                         if (!response.IsSuccessStatusCode) activity?.SetStatus(ActivityStatusCode.Error);
                         return response;
                     }
-                    retryAfter = Plumbing.GetRetryAfter(response, _options.TimeProvider);
+                    retryAfter = TopiPlumbing.GetRetryAfter(response, _options.TimeProvider);
                     response.Dispose();
                 }
                 retriesLeft--;
-                Telemetry.ApiRetries.Add(1);
-                TimeSpan delay = Plumbing.Backoff(_options.RetryBaseDelay, _options.MaxRetryDelay, attempt);
-                if (retryAfter is TimeSpan serverDelay) delay = Plumbing.Min(_options.MaxRetryDelay, Plumbing.Max(delay, serverDelay));
+                TopiTelemetry.ApiRetries.Add(1);
+                TimeSpan delay = TopiPlumbing.Backoff(_options.RetryBaseDelay, _options.MaxRetryDelay, attempt);
+                if (retryAfter is TimeSpan serverDelay) delay = TopiPlumbing.Min(_options.MaxRetryDelay, TopiPlumbing.Max(delay, serverDelay));
                 await Task.Delay(delay, _options.TimeProvider, cancellationToken).ConfigureAwait(false);
                 // A retry uses whatever token is current now (it may have been renewed meanwhile).
                 token = await _tokens.GetTokenAsync(cancellationToken).ConfigureAwait(false);
@@ -808,7 +808,7 @@ namespace Topi
         {
             ArgumentNullException.ThrowIfNull(options);
             _options = options.ValidateAndCopy();
-            HttpMessageHandler inner = innerHandler ?? (_ownedHandler = Plumbing.CreateDefaultHandler());
+            HttpMessageHandler inner = innerHandler ?? (_ownedHandler = TopiPlumbing.CreateDefaultHandler());
             TokenProvider = new TopiTokenProvider(_options, inner);
             HttpClient = new HttpClient(new TopiAuthenticationHandler(TokenProvider, inner), disposeHandler: false)
             {
@@ -840,11 +840,11 @@ namespace Topi
             }
             catch (TaskCanceledException ex) when (!cancellationToken.IsCancellationRequested)
             {
-                throw new TopiException("The request to " + Plumbing.Describe(request) + " timed out after " + _options.RequestTimeout + ".", null, ex) { IsTransient = true };
+                throw new TopiException("The request to " + TopiPlumbing.Describe(request) + " timed out after " + _options.RequestTimeout + ".", null, ex) { IsTransient = true };
             }
             if (response.IsSuccessStatusCode) return response;
             using (response)
-                throw await Protocol.CreateApiExceptionAsync(request, response, cancellationToken).ConfigureAwait(false);
+                throw await TopiProtocol.CreateApiExceptionAsync(request, response, cancellationToken).ConfigureAwait(false);
         }
 
         /// <summary>GETs <paramref name="path"/> (relative to the API base address) and reads the JSON response.</summary>
@@ -894,8 +894,8 @@ namespace Topi
                 using (var request = new HttpRequestMessage(HttpMethod.Get, ResolvePath(path + separator + page.ToString(CultureInfo.InvariantCulture))))
                 using (HttpResponseMessage response = await SendAsync(request, cancellationToken).ConfigureAwait(false))
                 using (Stream body = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false))
-                using (JsonDocument document = await JsonDocument.ParseAsync(body, Protocol.LenientDocument, cancellationToken).ConfigureAwait(false))
-                    (items, hasMore) = Protocol.ReadPage(document.RootElement, itemType, request);
+                using (JsonDocument document = await JsonDocument.ParseAsync(body, TopiProtocol.LenientDocument, cancellationToken).ConfigureAwait(false))
+                    (items, hasMore) = TopiProtocol.ReadPage(document.RootElement, itemType, request);
                 foreach (T item in items) yield return item;
                 // An empty page that claims more would otherwise loop forever.
                 if (!hasMore || items.Count == 0) yield break;
@@ -903,29 +903,29 @@ namespace Topi
         }
 
         /// <summary>GETs and reads JSON with reflection-based serialization (snake_case names, as topi uses). Prefer the <see cref="JsonTypeInfo{T}"/> overload.</summary>
-        [RequiresUnreferencedCode(Protocol.ReflectionWarning), RequiresDynamicCode(Protocol.ReflectionWarning)]
+        [RequiresUnreferencedCode(TopiProtocol.ReflectionWarning), RequiresDynamicCode(TopiProtocol.ReflectionWarning)]
         public Task<T> GetAsync<T>(string path, CancellationToken cancellationToken = default) =>
-            GetAsync(path, Protocol.ReflectionTypeInfo<T>(), cancellationToken);
+            GetAsync(path, TopiProtocol.ReflectionTypeInfo<T>(), cancellationToken);
 
         /// <summary>POSTs and reads JSON with reflection-based serialization (snake_case names). Prefer the <see cref="JsonTypeInfo{T}"/> overload.</summary>
-        [RequiresUnreferencedCode(Protocol.ReflectionWarning), RequiresDynamicCode(Protocol.ReflectionWarning)]
+        [RequiresUnreferencedCode(TopiProtocol.ReflectionWarning), RequiresDynamicCode(TopiProtocol.ReflectionWarning)]
         public Task<TResponse> PostJsonAsync<TRequest, TResponse>(string path, TRequest value, CancellationToken cancellationToken = default) =>
-            PostJsonAsync(path, value, Protocol.ReflectionTypeInfo<TRequest>(), Protocol.ReflectionTypeInfo<TResponse>(), cancellationToken);
+            PostJsonAsync(path, value, TopiProtocol.ReflectionTypeInfo<TRequest>(), TopiProtocol.ReflectionTypeInfo<TResponse>(), cancellationToken);
 
         /// <summary>PUTs and reads JSON with reflection-based serialization (snake_case names). Prefer the <see cref="JsonTypeInfo{T}"/> overload.</summary>
-        [RequiresUnreferencedCode(Protocol.ReflectionWarning), RequiresDynamicCode(Protocol.ReflectionWarning)]
+        [RequiresUnreferencedCode(TopiProtocol.ReflectionWarning), RequiresDynamicCode(TopiProtocol.ReflectionWarning)]
         public Task<TResponse> PutJsonAsync<TRequest, TResponse>(string path, TRequest value, CancellationToken cancellationToken = default) =>
-            PutJsonAsync(path, value, Protocol.ReflectionTypeInfo<TRequest>(), Protocol.ReflectionTypeInfo<TResponse>(), cancellationToken);
+            PutJsonAsync(path, value, TopiProtocol.ReflectionTypeInfo<TRequest>(), TopiProtocol.ReflectionTypeInfo<TResponse>(), cancellationToken);
 
         /// <summary>PATCHes and reads JSON with reflection-based serialization (snake_case names). Prefer the <see cref="JsonTypeInfo{T}"/> overload.</summary>
-        [RequiresUnreferencedCode(Protocol.ReflectionWarning), RequiresDynamicCode(Protocol.ReflectionWarning)]
+        [RequiresUnreferencedCode(TopiProtocol.ReflectionWarning), RequiresDynamicCode(TopiProtocol.ReflectionWarning)]
         public Task<TResponse> PatchJsonAsync<TRequest, TResponse>(string path, TRequest value, CancellationToken cancellationToken = default) =>
-            PatchJsonAsync(path, value, Protocol.ReflectionTypeInfo<TRequest>(), Protocol.ReflectionTypeInfo<TResponse>(), cancellationToken);
+            PatchJsonAsync(path, value, TopiProtocol.ReflectionTypeInfo<TRequest>(), TopiProtocol.ReflectionTypeInfo<TResponse>(), cancellationToken);
 
         /// <summary>Walks every page with reflection-based serialization (snake_case names). Prefer the <see cref="JsonTypeInfo{T}"/> overload.</summary>
-        [RequiresUnreferencedCode(Protocol.ReflectionWarning), RequiresDynamicCode(Protocol.ReflectionWarning)]
+        [RequiresUnreferencedCode(TopiProtocol.ReflectionWarning), RequiresDynamicCode(TopiProtocol.ReflectionWarning)]
         public IAsyncEnumerable<T> GetAllPagesAsync<T>(string path, int firstPage = 0, CancellationToken cancellationToken = default) =>
-            GetAllPagesAsync(path, Protocol.ReflectionTypeInfo<T>(), firstPage, cancellationToken);
+            GetAllPagesAsync(path, TopiProtocol.ReflectionTypeInfo<T>(), firstPage, cancellationToken);
 
         /// <summary>Releases the connection pool and the token provider.</summary>
         public void Dispose()
@@ -955,7 +955,7 @@ namespace Topi
             }
             catch (JsonException ex)
             {
-                throw new TopiException("The response of " + Plumbing.Describe(request) + " is not the expected JSON: " + Plumbing.Sanitize(ex.Message), response.StatusCode, ex);
+                throw new TopiException("The response of " + TopiPlumbing.Describe(request) + " is not the expected JSON: " + TopiPlumbing.Sanitize(ex.Message), response.StatusCode, ex);
             }
         }
 
@@ -977,7 +977,7 @@ namespace Topi
     }
 
     // topi's wire formats: the token response, goa error bodies, pages.
-    internal static class Protocol
+    internal static class TopiProtocol
     {
         internal const string ReflectionWarning = "Reflection-based JSON serialization may break under trimming or Native AOT; pass a JsonTypeInfo<T> from a JsonSerializerContext instead.";
         internal static readonly JsonDocumentOptions LenientDocument = new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip, MaxDepth = 64 };
@@ -1024,11 +1024,11 @@ namespace Topi
             catch (JsonException) { json = false; }
 
             bool transient = IsTransientStatus(status);
-            TimeSpan? retryAfter = transient ? Plumbing.GetRetryAfter(response, time) : null;
+            TimeSpan? retryAfter = transient ? TopiPlumbing.GetRetryAfter(response, time) : null;
             string statusText = (int)status + " " + response.ReasonPhrase;
             if (error is not null || (json && (int)status >= 400))
             {
-                string oauth = error is null ? "" : ": " + Plumbing.Sanitize(error, accessToken, clientSecret) + (errorDescription is null ? "" : " (" + Plumbing.Sanitize(errorDescription, accessToken, clientSecret) + ")");
+                string oauth = error is null ? "" : ": " + TopiPlumbing.Sanitize(error, accessToken, clientSecret) + (errorDescription is null ? "" : " (" + TopiPlumbing.Sanitize(errorDescription, accessToken, clientSecret) + ")");
                 throw new TopiAuthenticationException("The token endpoint answered " + statusText + oauth + ".", status,
                     error, errorDescription) { IsTransient = transient, RetryAfter = retryAfter };
             }
@@ -1036,12 +1036,12 @@ namespace Topi
             {
                 // An HTML error page from a proxy, or anything else that is not the JSON we expect.
                 throw new TopiAuthenticationException("The token endpoint answered " + statusText + " with a body that is not a JSON token response: "
-                    + Plumbing.Excerpt(body, clientSecret), status) { IsTransient = transient, RetryAfter = retryAfter };
+                    + TopiPlumbing.Excerpt(body, clientSecret), status) { IsTransient = transient, RetryAfter = retryAfter };
             }
-            if (string.IsNullOrEmpty(accessToken) || !Plumbing.IsVisibleAscii(accessToken))
+            if (string.IsNullOrEmpty(accessToken) || !TopiPlumbing.IsVisibleAscii(accessToken))
                 throw new TopiAuthenticationException("The token response has no usable access_token.", status);
             if (tokenType is not null && !string.Equals(tokenType, "Bearer", StringComparison.OrdinalIgnoreCase))
-                throw new TopiAuthenticationException("The token response has token_type '" + Plumbing.Sanitize(tokenType, accessToken, clientSecret) + "'; only Bearer is supported.", status);
+                throw new TopiAuthenticationException("The token response has token_type '" + TopiPlumbing.Sanitize(tokenType, accessToken, clientSecret) + "'; only Bearer is supported.", status);
 
             double seconds = expiresIn ?? DefaultLifetimeSeconds;
             if (expiresInInvalid || double.IsNaN(seconds) || double.IsInfinity(seconds) || seconds < 1)
@@ -1068,31 +1068,31 @@ namespace Topi
             int status = (int)response.StatusCode;
             if (status is 429 or 502 or 503 or 504) return true;
             if (status < 400 || !IsGoaError(response)) return false;
-            byte[] body = await Plumbing.ReadCappedAsync(response.Content, Plumbing.MaxErrorBodyBytes, cancellationToken, throwWhenLarger: false).ConfigureAwait(false);
+            byte[] body = await TopiPlumbing.ReadCappedAsync(response.Content, TopiPlumbing.MaxErrorBodyBytes, cancellationToken, throwWhenLarger: false).ConfigureAwait(false);
             // The body was consumed: hand the caller an equivalent buffered one.
-            Plumbing.ReplaceContent(response, body);
+            TopiPlumbing.ReplaceContent(response, body);
             return ReadGoaError(body)?.Temporary == true;
         }
 
         internal static async Task<TopiApiException> CreateApiExceptionAsync(HttpRequestMessage request, HttpResponseMessage response, CancellationToken cancellationToken)
         {
             byte[] body;
-            try { body = await Plumbing.ReadCappedAsync(response.Content, Plumbing.MaxErrorBodyBytes, cancellationToken, throwWhenLarger: false).ConfigureAwait(false); }
+            try { body = await TopiPlumbing.ReadCappedAsync(response.Content, TopiPlumbing.MaxErrorBodyBytes, cancellationToken, throwWhenLarger: false).ConfigureAwait(false); }
             catch (Exception ex) when (ex is HttpRequestException or IOException) { body = Array.Empty<byte>(); }
             HttpStatusCode status = response.StatusCode;
-            string prefix = Plumbing.Describe(request) + " failed with " + (int)status + " " + response.ReasonPhrase;
+            string prefix = TopiPlumbing.Describe(request) + " failed with " + (int)status + " " + response.ReasonPhrase;
             GoaError? goa = ReadGoaError(body);
             if (goa is not null)
             {
-                return new TopiApiException(prefix + ": " + Plumbing.Sanitize(goa.Name ?? "error") + ": " + Plumbing.Sanitize(goa.Message ?? "")
-                    + (goa.Id is null ? "" : " (id " + Plumbing.Sanitize(goa.Id) + ")"),
+                return new TopiApiException(prefix + ": " + TopiPlumbing.Sanitize(goa.Name ?? "error") + ": " + TopiPlumbing.Sanitize(goa.Message ?? "")
+                    + (goa.Id is null ? "" : " (id " + TopiPlumbing.Sanitize(goa.Id) + ")"),
                     status, goa.Name, goa.Id, goa.Message, goa.Temporary, goa.Timeout, goa.Fault)
                 { IsTransient = goa.Temporary || IsTransientStatus(status) };
             }
             string? plain = ReadJsonString(body);
             if (plain is not null)
-                return new TopiApiException(prefix + ": " + Plumbing.Sanitize(plain), status, errorMessage: plain) { IsTransient = IsTransientStatus(status) };
-            return new TopiApiException(prefix + (body.Length == 0 ? "." : ": " + Plumbing.Excerpt(body)), status) { IsTransient = IsTransientStatus(status) };
+                return new TopiApiException(prefix + ": " + TopiPlumbing.Sanitize(plain), status, errorMessage: plain) { IsTransient = IsTransientStatus(status) };
+            return new TopiApiException(prefix + (body.Length == 0 ? "." : ": " + TopiPlumbing.Excerpt(body)), status) { IsTransient = IsTransientStatus(status) };
         }
 
         private static bool IsGoaError(HttpResponseMessage response)
@@ -1139,7 +1139,7 @@ namespace Topi
         internal static (List<T> Items, bool HasMore) ReadPage<T>(JsonElement root, JsonTypeInfo<T> itemType, HttpRequestMessage request)
         {
             if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("data", out JsonElement data) || data.ValueKind is not (JsonValueKind.Array or JsonValueKind.Null))
-                throw new TopiException("The response of " + Plumbing.Describe(request) + " is not a topi page (no data array).", HttpStatusCode.OK);
+                throw new TopiException("The response of " + TopiPlumbing.Describe(request) + " is not a topi page (no data array).", HttpStatusCode.OK);
             var items = new List<T>(data.ValueKind == JsonValueKind.Array ? data.GetArrayLength() : 0);
             if (data.ValueKind == JsonValueKind.Array)
             {
@@ -1149,7 +1149,7 @@ namespace Topi
                 }
                 catch (JsonException ex)
                 {
-                    throw new TopiException("An item of " + Plumbing.Describe(request) + " is not the expected JSON: " + Plumbing.Sanitize(ex.Message), HttpStatusCode.OK, ex);
+                    throw new TopiException("An item of " + TopiPlumbing.Describe(request) + " is not the expected JSON: " + TopiPlumbing.Sanitize(ex.Message), HttpStatusCode.OK, ex);
                 }
             }
             bool hasMore = root.TryGetProperty("pagination", out JsonElement pagination) && pagination.ValueKind == JsonValueKind.Object
@@ -1173,9 +1173,9 @@ namespace Topi
         }
     }
 
-    // Telemetry through the BCL's ActivitySource and Meter, both named "Topi". With no listener, each
+    // TopiTelemetry through the BCL's ActivitySource and Meter, both named "Topi". With no listener, each
     // instrument is a cheap no-op, and the cache's hit path touches none of them.
-    internal static class Telemetry
+    internal static class TopiTelemetry
     {
         internal const string Name = "Topi";
         internal const string Version = "1.0.0";
@@ -1188,7 +1188,7 @@ namespace Topi
         internal static readonly Histogram<double> TokenDuration = Meter.CreateHistogram<double>("topi.token.request.duration", "s", "Duration of successful token requests.");
     }
 
-    internal static class Plumbing
+    internal static class TopiPlumbing
     {
         internal const int MaxTokenResponseBytes = 64 * 1024;
         internal const int MaxErrorBodyBytes = 64 * 1024;
@@ -1241,7 +1241,11 @@ namespace Topi
             if (content is null or ByteArrayContent or ReadOnlyMemoryContent or System.Net.Http.Json.JsonContent) return true;
             if (content.Headers.ContentLength is long length && length <= MaxBufferedRequestBytes)
             {
+#if NET9_0_OR_GREATER
+                await content.LoadIntoBufferAsync(MaxBufferedRequestBytes, cancellationToken).ConfigureAwait(false);
+#else
                 await content.LoadIntoBufferAsync(MaxBufferedRequestBytes).ConfigureAwait(false);
+#endif
                 return true;
             }
             return false;
