@@ -149,7 +149,10 @@ namespace Topi
         /// <summary>The longest wait for a <c>Retry-After</c> header or between token renewals during an outage. Default: 30 seconds.</summary>
         public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(30);
 
-        /// <summary>The clock for expiry, timers, timeouts and backoff. Default: <see cref="System.TimeProvider.System"/>; tests pass a fake one.</summary>
+        /// <summary>
+        /// The clock for token expiry, timers, token request deadlines and backoff. Default: <see cref="System.TimeProvider.System"/>;
+        /// tests pass a fake one. (A <see cref="TopiClient"/> call's own deadline is its <see cref="HttpClient.Timeout"/>, on real time.)
+        /// </summary>
         public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
         // Validates every setting and returns a private copy. Messages name the property, never the value.
@@ -745,6 +748,13 @@ namespace Topi
                 {
                     response = null!;
                 }
+                catch when (activity is not null)
+                {
+                    // The request failed for good without a response: the span says so.
+                    activity.SetTag("topi.attempt", attempt);
+                    activity.SetStatus(ActivityStatusCode.Error);
+                    throw;
+                }
                 finally
                 {
                     firstSend = null;
@@ -754,17 +764,34 @@ namespace Topi
                 if (response is not null)
                 {
                     activity?.SetTag("http.response.status_code", (int)response.StatusCode);
-                    if (response.StatusCode == HttpStatusCode.Unauthorized && !renewed && replayable)
+                    if (response.StatusCode == HttpStatusCode.Unauthorized && !renewed)
                     {
-                        // The server rejected the token before acting on the request, so one retry with a fresh
-                        // token is safe for any method.
-                        renewed = true;
-                        response.Dispose();
+                        // The token was rejected: drop it, so that later requests get a fresh one even when this
+                        // one cannot be replayed.
                         _tokens.Invalidate(token);
-                        token = await _tokens.GetTokenAsync(cancellationToken).ConfigureAwait(false);
-                        continue;
+                        if (replayable)
+                        {
+                            // The server rejected the token before acting on the request, so one retry with a fresh
+                            // token is safe for any method.
+                            renewed = true;
+                            response.Dispose();
+                            token = await _tokens.GetTokenAsync(cancellationToken).ConfigureAwait(false);
+                            continue;
+                        }
                     }
-                    if (retriesLeft == 0 || !await TopiProtocol.IsRetryableAsync(response, cancellationToken).ConfigureAwait(false))
+                    bool retry;
+                    try
+                    {
+                        retry = retriesLeft > 0 && await TopiProtocol.IsRetryableAsync(response, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch
+                    {
+                        // Reading the error body failed (or was cancelled): the response goes nowhere, so release it.
+                        response.Dispose();
+                        activity?.SetStatus(ActivityStatusCode.Error);
+                        throw;
+                    }
+                    if (!retry)
                     {
                         if (!response.IsSuccessStatusCode) activity?.SetStatus(ActivityStatusCode.Error);
                         return response;
@@ -782,8 +809,8 @@ namespace Topi
             }
         }
 
-        private static bool NeedsRetryLook(HttpStatusCode status) =>
-            status == HttpStatusCode.Unauthorized || (int)status == 429 || (int)status >= 500;
+        // Any error status: 401 renews, 429/5xx retry, and a goa error of any status may say "temporary".
+        private static bool NeedsRetryLook(HttpStatusCode status) => (int)status >= 400;
 
         // Scheme, host and port must match the API base address: the token never goes to another origin.
         private bool IsApiOrigin(Uri? uri) =>
@@ -841,6 +868,11 @@ namespace Topi
             catch (TaskCanceledException ex) when (!cancellationToken.IsCancellationRequested)
             {
                 throw new TopiException("The request to " + TopiPlumbing.Describe(request) + " timed out after " + _options.RequestTimeout + ".", null, ex) { IsTransient = true };
+            }
+            catch (HttpRequestException ex)
+            {
+                // A refused, reset or dropped connection (after any retries the handler made).
+                throw new TopiException("The request to " + TopiPlumbing.Describe(request) + " failed: " + TopiPlumbing.Sanitize(ex.Message), null, ex) { IsTransient = true };
             }
             if (response.IsSuccessStatusCode) return response;
             using (response)
@@ -962,8 +994,11 @@ namespace Topi
         private static Uri ResolvePath(string path)
         {
             ArgumentException.ThrowIfNullOrWhiteSpace(path);
-            // Relative to the base address without a leading '/', so a base path such as a proxy prefix is kept.
-            return new Uri(path.TrimStart('/'), UriKind.RelativeOrAbsolute);
+            if (Uri.TryCreate(path, UriKind.Absolute, out Uri? absolute) && (absolute.Scheme == Uri.UriSchemeHttps || absolute.Scheme == Uri.UriSchemeHttp))
+                return absolute;
+            // Relative to the base address without a leading '/', so a base path such as a proxy prefix is kept;
+            // "./" keeps a first segment with a colon ("items:search") from reading as a URI scheme.
+            return new Uri("./" + path.TrimStart('/'), UriKind.Relative);
         }
     }
 
