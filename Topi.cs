@@ -330,6 +330,7 @@ namespace Topi
         private readonly HttpClient _http;
         private readonly bool _ownsHttp;
         private readonly string _basicCredentials;
+        private readonly string[] _secretForms; // the secret as it may be echoed: plain, form-encoded, base64, and the Basic credentials
         private readonly byte[] _formBody;
         private readonly IReadOnlyList<string> _requestedScopes;
         private readonly ITimer _timer;
@@ -351,7 +352,7 @@ namespace Topi
 
         /// <summary>Creates a provider that sends token requests through <paramref name="handler"/>, which it does not dispose.</summary>
         public TopiTokenProvider(TopiOptions options, HttpMessageHandler handler)
-            : this(options, new HttpClient(handler ?? throw new ArgumentNullException(nameof(handler)), disposeHandler: false) { Timeout = System.Threading.Timeout.InfiniteTimeSpan }, owns: true) { }
+            : this(options, new HttpClient(TopiPlumbing.RequireNoAutoRedirect(handler ?? throw new ArgumentNullException(nameof(handler)), nameof(handler)), disposeHandler: false) { Timeout = System.Threading.Timeout.InfiniteTimeSpan }, owns: true) { }
 
         /// <summary>
         /// Creates a provider that sends token requests through <paramref name="httpClient"/> (or its own
@@ -372,6 +373,8 @@ namespace Topi
             // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
             _basicCredentials = Convert.ToBase64String(Encoding.UTF8.GetBytes(
                 TopiPlumbing.FormEncode(_options.ClientId) + ":" + TopiPlumbing.FormEncode(_options.ClientSecret)));
+            _secretForms = new[] { _options.ClientSecret, TopiPlumbing.FormEncode(_options.ClientSecret), Uri.EscapeDataString(_options.ClientSecret),
+                Convert.ToBase64String(Encoding.UTF8.GetBytes(_options.ClientSecret)), _basicCredentials };
             _formBody = Encoding.ASCII.GetBytes("grant_type=client_credentials&scope=" + TopiPlumbing.FormEncode(_options.Scope));
             _requestedScopes = _options.Scope.Split(' ', StringSplitOptions.RemoveEmptyEntries);
             // The timer holds the provider weakly, so an undisposed provider can still be collected, and it
@@ -557,10 +560,16 @@ namespace Topi
                 request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-www-form-urlencoded");
                 using HttpResponseMessage response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, linked.Token).ConfigureAwait(false);
                 activity?.SetTag("http.response.status_code", (int)response.StatusCode);
-                byte[] body = await TopiPlumbing.ReadCappedAsync(response.Content, TopiPlumbing.MaxTokenResponseBytes, linked.Token).ConfigureAwait(false);
+                byte[] body;
+                try { body = await TopiPlumbing.ReadCappedAsync(response.Content, TopiPlumbing.MaxTokenResponseBytes, linked.Token).ConfigureAwait(false); }
+                catch (TopiAuthenticationException tooLarge) // the size cap: report it with the status it came with
+                {
+                    throw new TopiAuthenticationException("The token endpoint answered " + (int)response.StatusCode + " " + response.ReasonPhrase + ": " + tooLarge.Message,
+                        response.StatusCode) { IsTransient = TopiProtocol.IsTransientStatus(response.StatusCode) };
+                }
                 if (response.RequestMessage?.RequestUri is Uri final && final != endpoint)
                     throw new TopiAuthenticationException("The token request was redirected; refusing a redirected token response.", response.StatusCode);
-                TopiToken token = TopiProtocol.ParseTokenResponse(response, body, sentAtWall, _time, _requestedScopes, _options.ClientSecret, out TimeSpan lifetime);
+                TopiToken token = TopiProtocol.ParseTokenResponse(response, body, sentAtWall, _time, _requestedScopes, _secretForms, out TimeSpan lifetime);
                 TopiTelemetry.TokenDuration.Record(_time.GetElapsedTime(sentAt).TotalSeconds);
                 return CreateEntry(token, lifetime, sentAt, sentAtWall);
             }
@@ -835,7 +844,7 @@ namespace Topi
         {
             ArgumentNullException.ThrowIfNull(options);
             _options = options.ValidateAndCopy();
-            HttpMessageHandler inner = innerHandler ?? (_ownedHandler = TopiPlumbing.CreateDefaultHandler());
+            HttpMessageHandler inner = innerHandler is null ? (_ownedHandler = TopiPlumbing.CreateDefaultHandler()) : TopiPlumbing.RequireNoAutoRedirect(innerHandler, nameof(innerHandler));
             TokenProvider = new TopiTokenProvider(_options, inner);
             HttpClient = new HttpClient(new TopiAuthenticationHandler(TokenProvider, inner), disposeHandler: false)
             {
@@ -1024,7 +1033,7 @@ namespace Topi
         // negative, tiny fractions) or not a finite number → rejected; fractions kept to the millisecond;
         // above 24 h → capped at 24 h, so a token is never trusted for longer than a day.
         internal static TopiToken ParseTokenResponse(HttpResponseMessage response, byte[] body, DateTimeOffset sentAtWall, TimeProvider time,
-            IReadOnlyList<string> requestedScopes, string clientSecret, out TimeSpan lifetime)
+            IReadOnlyList<string> requestedScopes, string[] secretForms, out TimeSpan lifetime)
         {
             HttpStatusCode status = response.StatusCode;
             string? accessToken = null, tokenType = null, scope = null, error = null, errorDescription = null;
@@ -1060,23 +1069,29 @@ namespace Topi
 
             bool transient = IsTransientStatus(status);
             TimeSpan? retryAfter = transient ? TopiPlumbing.GetRetryAfter(response, time) : null;
+            // Never in a message: the secret in any of its forms, nor the token this very response carries.
+            string?[] redact = new string?[secretForms.Length + 1];
+            secretForms.CopyTo(redact, 0);
+            redact[^1] = accessToken;
             string statusText = (int)status + " " + response.ReasonPhrase;
             if (error is not null || (json && (int)status >= 400))
             {
-                string oauth = error is null ? "" : ": " + TopiPlumbing.Sanitize(error, accessToken, clientSecret) + (errorDescription is null ? "" : " (" + TopiPlumbing.Sanitize(errorDescription, accessToken, clientSecret) + ")");
+                string oauth = error is null ? "" : ": " + TopiPlumbing.Sanitize(error, redact) + (errorDescription is null ? "" : " (" + TopiPlumbing.Sanitize(errorDescription, redact) + ")");
                 throw new TopiAuthenticationException("The token endpoint answered " + statusText + oauth + ".", status,
                     error, errorDescription) { IsTransient = transient, RetryAfter = retryAfter };
             }
             if (!json || (int)status != 200)
             {
                 // An HTML error page from a proxy, or anything else that is not the JSON we expect.
+                // A 2xx body that mentions access_token (a form-encoded token response, say) may hold a token we cannot spot: withhold it.
+                bool mayHoldToken = (int)status is >= 200 and < 300 && body.AsSpan().IndexOf("access_token"u8) >= 0;
                 throw new TopiAuthenticationException("The token endpoint answered " + statusText + " with a body that is not a JSON token response: "
-                    + TopiPlumbing.Excerpt(body, clientSecret), status) { IsTransient = transient, RetryAfter = retryAfter };
+                    + (mayHoldToken ? "(body withheld: it mentions access_token)" : TopiPlumbing.Excerpt(body, redact)), status) { IsTransient = transient, RetryAfter = retryAfter };
             }
             if (string.IsNullOrEmpty(accessToken) || !TopiPlumbing.IsVisibleAscii(accessToken))
                 throw new TopiAuthenticationException("The token response has no usable access_token.", status);
             if (tokenType is not null && !string.Equals(tokenType, "Bearer", StringComparison.OrdinalIgnoreCase))
-                throw new TopiAuthenticationException("The token response has token_type '" + TopiPlumbing.Sanitize(tokenType, accessToken, clientSecret) + "'; only Bearer is supported.", status);
+                throw new TopiAuthenticationException("The token response has token_type '" + TopiPlumbing.Sanitize(tokenType, redact) + "'; only Bearer is supported.", status);
 
             double seconds = expiresIn ?? DefaultLifetimeSeconds;
             if (expiresInInvalid || double.IsNaN(seconds) || double.IsInfinity(seconds) || seconds < 1)
@@ -1238,6 +1253,16 @@ namespace Topi
             AutomaticDecompression = DecompressionMethods.All,
             ConnectTimeout = TimeSpan.FromSeconds(10),
         };
+
+        // The token request must never follow a redirect, and a caller's handler that would follow one cannot be
+        // stopped per request: refuse it up front (SocketsHttpHandler and HttpClientHandler follow them by default).
+        internal static HttpMessageHandler RequireNoAutoRedirect(HttpMessageHandler handler, string name)
+        {
+            for (HttpMessageHandler? h = handler; h is not null; h = (h as DelegatingHandler)?.InnerHandler)
+                if (h is SocketsHttpHandler { AllowAutoRedirect: true } or HttpClientHandler { AllowAutoRedirect: true })
+                    throw new ArgumentException("The handler follows redirects, and the token request must never be redirected: set AllowAutoRedirect = false.", name);
+            return handler;
+        }
 
         internal static Uri RequireSecureAbsolute(Uri? uri, string name)
         {

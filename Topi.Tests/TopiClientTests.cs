@@ -495,7 +495,7 @@ public sealed class TopiClientTests
     public async Task Dispose_CallerProvidedInnerHandler_IsNotDisposed()
     {
         await using var server = FakeTopiServer.Start();
-        var inner = new HsDisposeTrackingHandler(new SocketsHttpHandler());
+        var inner = new HsDisposeTrackingHandler(new SocketsHttpHandler { AllowAutoRedirect = false });
         try
         {
             using (var client = new TopiClient(TestSupport.OptionsFor(server), inner))
