@@ -26,6 +26,7 @@ using System.Net;
 using System.Net.Http;
 using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -83,6 +84,8 @@ namespace Topi
             Name = name;
             TokenEndpoint = TopiPlumbing.RequireSecureAbsolute(tokenEndpoint, nameof(tokenEndpoint));
             Uri api = TopiPlumbing.RequireSecureAbsolute(apiBaseAddress, nameof(apiBaseAddress));
+            if (api.Query.Length > 0 || api.Fragment.Length > 0)
+                throw new ArgumentException("apiBaseAddress must not have a query or a fragment: request paths are appended to it.", nameof(apiBaseAddress));
             // A base address without a trailing slash would drop its last segment when a relative path is resolved.
             ApiBaseAddress = api.AbsolutePath.EndsWith('/') ? api : new Uri(api.AbsoluteUri + "/");
         }
@@ -161,7 +164,7 @@ namespace Topi
             RequireCredential(ClientId, nameof(ClientId));
             RequireCredential(ClientSecret, nameof(ClientSecret));
             if (Environment is null) throw new ArgumentException("Environment is required.", nameof(Environment));
-            if (string.IsNullOrWhiteSpace(Scope) || TopiPlumbing.HasControlCharacter(Scope))
+            if (string.IsNullOrWhiteSpace(Scope) || TopiPlumbing.HasControlCharacter(Scope) || !TopiPlumbing.IsValidUnicode(Scope))
                 throw new ArgumentException("Scope must be a non-empty, space-separated list without control characters.", nameof(Scope));
             RequireRange(ExpirySkew, TimeSpan.Zero, TimeSpan.FromHours(1), nameof(ExpirySkew));
             RequireRange(RefreshAhead, TimeSpan.Zero, TimeSpan.FromHours(1), nameof(RefreshAhead));
@@ -179,6 +182,8 @@ namespace Topi
             if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException(name + " is required.", name);
             // CR/LF or other control characters would let a value inject headers or hide in logs.
             if (TopiPlumbing.HasControlCharacter(value)) throw new ArgumentException(name + " contains a control character.", name);
+            // A lone surrogate would be sent as U+FFFD: silently a different credential.
+            if (!TopiPlumbing.IsValidUnicode(value)) throw new ArgumentException(name + " is not valid Unicode (a lone surrogate).", name);
         }
 
         private static void RequireRange(TimeSpan value, TimeSpan min, TimeSpan max, string name)
@@ -227,7 +232,8 @@ namespace Topi
 
         /// <summary>A redacted description: type, expiry and scopes, never the token.</summary>
         public override string ToString() =>
-            "Bearer [redacted], expires " + ExpiresAt.ToString("u", CultureInfo.InvariantCulture) + ", scopes: " + string.Join(" ", Scopes);
+            "Bearer [redacted], expires " + ExpiresAt.ToString("u", CultureInfo.InvariantCulture) + ", scopes: "
+            + TopiPlumbing.Printable(string.Join(" ", Scopes).Replace(AccessToken, "[redacted]", StringComparison.Ordinal));
 
         internal AuthenticationHeaderValue AuthorizationHeader { get; }
     }
@@ -341,7 +347,7 @@ namespace Topi
         private volatile Entry _entry = Entry.None;
 
         // Guarded by _sync.
-        private Task<Entry>? _renewal;
+        private Task<TopiToken>? _renewal;
         private Exception? _lastFailure;
         private int _consecutiveFailures;
         private long _pausedUntil; // monotonic timestamp before which no renewal starts
@@ -424,7 +430,8 @@ namespace Topi
             if (_ownsHttp) _http.Dispose();
         }
 
-        private async ValueTask<TopiToken> GetTokenSlowAsync(CancellationToken cancellationToken)
+        // Not async: every waiter shares the renewal's one task instead of a state machine of its own.
+        private ValueTask<TopiToken> GetTokenSlowAsync(CancellationToken cancellationToken)
         {
             Entry entry = _entry;
             if (Evaluate(entry) == RenewSoon)
@@ -436,24 +443,23 @@ namespace Topi
                     lock (_sync)
                         if (_renewal is null && ReferenceEquals(_entry, entry)) StartRenewal();
                 }
-                return entry.Token!;
+                return new ValueTask<TopiToken>(entry.Token!);
             }
-            Task<Entry> renewal;
+            Task<TopiToken> renewal;
             lock (_sync)
             {
                 ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
-                entry = _entry;
-                if (Evaluate(entry) != Expired) return entry.Token!; // renewed meanwhile
                 if (_renewal is null)
                 {
-                    if (_lastFailure is not null && _time.GetTimestamp() < _pausedUntil) throw PausedError();
+                    entry = _entry;
+                    if (Evaluate(entry) != Expired) return new ValueTask<TopiToken>(entry.Token!); // renewed meanwhile
+                    if (_lastFailure is not null && _time.GetTimestamp() < _pausedUntil) return ValueTask.FromException<TopiToken>(PausedError());
                     StartRenewal();
                 }
                 renewal = _renewal!;
             }
             TopiTelemetry.CacheMisses.Add(1);
-            Entry fresh = await renewal.WaitAsync(cancellationToken).ConfigureAwait(false);
-            return fresh.Token!;
+            return new ValueTask<TopiToken>(cancellationToken.CanBeCanceled ? renewal.WaitAsync(cancellationToken) : renewal);
         }
 
         // Caller holds _sync.
@@ -468,7 +474,7 @@ namespace Topi
                 TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
 
-        private async Task<Entry> RenewAsync()
+        private async Task<TopiToken> RenewAsync()
         {
             try
             {
@@ -484,7 +490,7 @@ namespace Topi
                         ScheduleTimer(entry);
                     }
                 }
-                return entry;
+                return entry.Token!;
             }
             catch (Exception ex)
             {
@@ -701,8 +707,9 @@ namespace Topi
         }
 
         /// <summary>Creates a handler for the provider's environment that sends through <paramref name="innerHandler"/>.</summary>
+        /// <exception cref="ArgumentException"><paramref name="innerHandler"/> follows redirects (set <c>AllowAutoRedirect = false</c>).</exception>
         public TopiAuthenticationHandler(TopiTokenProvider tokenProvider, HttpMessageHandler innerHandler) : this(tokenProvider)
-            => InnerHandler = innerHandler ?? throw new ArgumentNullException(nameof(innerHandler));
+            => InnerHandler = TopiPlumbing.RequireNoAutoRedirect(innerHandler ?? throw new ArgumentNullException(nameof(innerHandler)), nameof(innerHandler));
 
         /// <summary>Synchronous sending is not supported: it would have to block on the token request. Use <c>SendAsync</c>.</summary>
         /// <exception cref="NotSupportedException">Always.</exception>
@@ -722,10 +729,27 @@ namespace Topi
                 TopiToken token = pending.Result;
                 request.Headers.Authorization = token.AuthorizationHeader;
                 Task<HttpResponseMessage> sent = base.SendAsync(request, cancellationToken);
+                if (!sent.IsCompleted) return AwaitFirstSendAsync(request, token, sent, cancellationToken);
                 if (sent.IsCompletedSuccessfully && !NeedsRetryLook(sent.Result.StatusCode)) return sent;
                 return SendSlowAsync(request, new ValueTask<TopiToken>(token), sent, cancellationToken);
             }
             return SendSlowAsync(request, pending, null, cancellationToken);
+        }
+
+        // The usual case on a real connection: only an error status or a failure needs the full path.
+        private async Task<HttpResponseMessage> AwaitFirstSendAsync(HttpRequestMessage request, TopiToken token,
+            Task<HttpResponseMessage> sent, CancellationToken cancellationToken)
+        {
+            try
+            {
+                HttpResponseMessage response = await sent.ConfigureAwait(false);
+                if (!NeedsRetryLook(response.StatusCode)) return response;
+            }
+            catch (Exception) when (!cancellationToken.IsCancellationRequested)
+            {
+                // SendSlowAsync awaits the same task again and handles the failure.
+            }
+            return await SendSlowAsync(request, new ValueTask<TopiToken>(token), sent, cancellationToken).ConfigureAwait(false);
         }
 
         private async Task<HttpResponseMessage> SendSlowAsync(HttpRequestMessage request, ValueTask<TopiToken> pending,
@@ -734,16 +758,18 @@ namespace Topi
             using Activity? activity = TopiTelemetry.Source.StartActivity("topi api request", ActivityKind.Client);
             activity?.SetTag("http.request.method", request.Method.Method);
             activity?.SetTag("topi.environment", _options.Environment.Name);
-            bool replayable = await TopiPlumbing.MakeReplayableAsync(request.Content, cancellationToken).ConfigureAwait(false);
-            bool idempotent = TopiPlumbing.IsIdempotent(request.Method);
-            bool retriesOff = request.Options.TryGetValue(DisableRetries, out bool off) && off;
-            int retriesLeft = replayable && idempotent && !retriesOff ? _options.MaxApiRetries : 0;
-            bool renewed = false;
+            TimeProvider time = _options.TimeProvider;
+            long start = time.GetTimestamp();
+            // The token first, so that a failed token request is always observed.
             TopiToken token = await pending.ConfigureAwait(false);
+            bool replayable = await TopiPlumbing.MakeReplayableAsync(request.Content, cancellationToken).ConfigureAwait(false);
+            bool retriesOff = request.Options.TryGetValue(DisableRetries, out bool off) && off;
+            int retriesLeft = replayable && TopiPlumbing.IsIdempotent(request.Method) && !retriesOff ? _options.MaxApiRetries : 0;
+            bool renewed = false;
             for (int attempt = 1; ; attempt++)
             {
-                HttpResponseMessage response;
-                TimeSpan? retryAfter = null;
+                HttpResponseMessage? response = null;
+                ExceptionDispatchInfo? failure = null;
                 try
                 {
                     if (firstSend is null)
@@ -753,13 +779,12 @@ namespace Topi
                     }
                     response = await firstSend.ConfigureAwait(false);
                 }
-                catch (HttpRequestException) when (retriesLeft > 0 && !cancellationToken.IsCancellationRequested)
+                catch (HttpRequestException ex) when (!cancellationToken.IsCancellationRequested)
                 {
-                    response = null!;
+                    failure = ExceptionDispatchInfo.Capture(ex);
                 }
                 catch when (activity is not null)
                 {
-                    // The request failed for good without a response: the span says so.
                     activity.SetTag("topi.attempt", attempt);
                     activity.SetStatus(ActivityStatusCode.Error);
                     throw;
@@ -769,10 +794,16 @@ namespace Topi
                     firstSend = null;
                 }
                 activity?.SetTag("topi.attempt", attempt);
+                if (response is not null) activity?.SetTag("http.response.status_code", (int)response.StatusCode);
 
+                // An inner handler that follows redirects may have moved the request to another origin: there the
+                // token is never renewed, resent or retried (.NET already stripped it from the redirected request).
+                if (!IsApiOrigin(request.RequestUri))
+                    return Finish(response, failure, activity);
+
+                TimeSpan? retryAfter = null;
                 if (response is not null)
                 {
-                    activity?.SetTag("http.response.status_code", (int)response.StatusCode);
                     if (response.StatusCode == HttpStatusCode.Unauthorized && !renewed)
                     {
                         // The token was rejected: drop it, so that later requests get a fresh one even when this
@@ -788,34 +819,48 @@ namespace Topi
                             continue;
                         }
                     }
-                    bool retry;
+                    bool retry = false;
                     try
                     {
                         retry = retriesLeft > 0 && await TopiProtocol.IsRetryableAsync(response, cancellationToken).ConfigureAwait(false);
                     }
+                    catch (Exception ex) when (ex is IOException or HttpRequestException && !cancellationToken.IsCancellationRequested)
+                    {
+                        // The error body broke off: as good as a dropped connection.
+                        response.Dispose();
+                        response = null;
+                        failure = ExceptionDispatchInfo.Capture(ex);
+                    }
                     catch
                     {
-                        // Reading the error body failed (or was cancelled): the response goes nowhere, so release it.
                         response.Dispose();
                         activity?.SetStatus(ActivityStatusCode.Error);
                         throw;
                     }
-                    if (!retry)
-                    {
-                        if (!response.IsSuccessStatusCode) activity?.SetStatus(ActivityStatusCode.Error);
-                        return response;
-                    }
-                    retryAfter = TopiPlumbing.GetRetryAfter(response, _options.TimeProvider);
-                    response.Dispose();
+                    if (response is not null && !retry) return Finish(response, null, activity);
+                    if (response is not null) retryAfter = TopiPlumbing.GetRetryAfter(response, time);
                 }
-                retriesLeft--;
-                TopiTelemetry.ApiRetries.Add(1);
+                if (retriesLeft == 0) return Finish(response, failure, activity);
+
                 TimeSpan delay = TopiPlumbing.Backoff(_options.RetryBaseDelay, _options.MaxRetryDelay, attempt);
                 if (retryAfter is TimeSpan serverDelay) delay = TopiPlumbing.Min(_options.MaxRetryDelay, TopiPlumbing.Max(delay, serverDelay));
-                await Task.Delay(delay, _options.TimeProvider, cancellationToken).ConfigureAwait(false);
+                // No time left for the wait: the caller gets the real answer now rather than a timeout later.
+                if (time.GetElapsedTime(start) + delay >= _options.RequestTimeout) return Finish(response, failure, activity);
+                response?.Dispose();
+                retriesLeft--;
+                TopiTelemetry.ApiRetries.Add(1);
+                await Task.Delay(delay, time, cancellationToken).ConfigureAwait(false);
                 // A retry uses whatever token is current now (it may have been renewed meanwhile).
                 token = await _tokens.GetTokenAsync(cancellationToken).ConfigureAwait(false);
             }
+        }
+
+        // Hands the caller the final response, or rethrows the final failure, and marks the span.
+        private static HttpResponseMessage Finish(HttpResponseMessage? response, ExceptionDispatchInfo? failure, Activity? activity)
+        {
+            if (response is null || !response.IsSuccessStatusCode) activity?.SetStatus(ActivityStatusCode.Error);
+            if (response is null) failure!.Throw();
+            return response!;
         }
 
         // Any error status: 401 renews, 429/5xx retry, and a goa error of any status may say "temporary".
@@ -837,6 +882,7 @@ namespace Topi
     {
         private readonly TopiOptions _options;
         private readonly HttpMessageHandler? _ownedHandler;
+        private volatile bool _disposed;
 
         /// <summary>Creates a client with its own connection pool (or <paramref name="innerHandler"/>, which it does not dispose).</summary>
         /// <exception cref="ArgumentException">An option is invalid; the message names it, never its value.</exception>
@@ -874,11 +920,15 @@ namespace Topi
                 // The whole body is read within RequestTimeout, so a stalled body cannot hang a caller.
                 response = await HttpClient.SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken).ConfigureAwait(false);
             }
+            catch (OperationCanceledException) when (_disposed)
+            {
+                throw new ObjectDisposedException(nameof(TopiClient));
+            }
             catch (TaskCanceledException ex) when (!cancellationToken.IsCancellationRequested)
             {
                 throw new TopiException("The request to " + TopiPlumbing.Describe(request) + " timed out after " + _options.RequestTimeout + ".", null, ex) { IsTransient = true };
             }
-            catch (HttpRequestException ex)
+            catch (Exception ex) when (ex is HttpRequestException or IOException)
             {
                 // A refused, reset or dropped connection (after any retries the handler made).
                 throw new TopiException("The request to " + TopiPlumbing.Describe(request) + " failed: " + TopiPlumbing.Sanitize(ex.Message), null, ex) { IsTransient = true };
@@ -935,8 +985,17 @@ namespace Topi
                 using (var request = new HttpRequestMessage(HttpMethod.Get, ResolvePath(path + separator + page.ToString(CultureInfo.InvariantCulture))))
                 using (HttpResponseMessage response = await SendAsync(request, cancellationToken).ConfigureAwait(false))
                 using (Stream body = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false))
-                using (JsonDocument document = await JsonDocument.ParseAsync(body, TopiProtocol.LenientDocument, cancellationToken).ConfigureAwait(false))
-                    (items, hasMore) = TopiProtocol.ReadPage(document.RootElement, itemType, request);
+                {
+                    try
+                    {
+                        using JsonDocument document = await JsonDocument.ParseAsync(body, TopiProtocol.LenientDocument, cancellationToken).ConfigureAwait(false);
+                        (items, hasMore) = TopiProtocol.ReadPage(document.RootElement, itemType, request);
+                    }
+                    catch (JsonException ex)
+                    {
+                        throw new TopiException("The response of " + TopiPlumbing.Describe(request) + " is not a topi page: " + TopiPlumbing.Sanitize(ex.Message), response.StatusCode, ex);
+                    }
+                }
                 foreach (T item in items) yield return item;
                 // An empty page that claims more would otherwise loop forever.
                 if (!hasMore || items.Count == 0) yield break;
@@ -971,6 +1030,7 @@ namespace Topi
         /// <summary>Releases the connection pool and the token provider.</summary>
         public void Dispose()
         {
+            _disposed = true;
             HttpClient.Dispose();
             TokenProvider.Dispose();
             _ownedHandler?.Dispose();
@@ -992,7 +1052,8 @@ namespace Topi
             using Stream body = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                return (await JsonSerializer.DeserializeAsync(body, responseType, cancellationToken).ConfigureAwait(false))!;
+                return await JsonSerializer.DeserializeAsync(body, responseType, cancellationToken).ConfigureAwait(false)
+                    ?? throw new TopiException("The response of " + TopiPlumbing.Describe(request) + " is JSON null.", response.StatusCode);
             }
             catch (JsonException ex)
             {
@@ -1041,7 +1102,9 @@ namespace Topi
             bool expiresInInvalid = false, json = true;
             try
             {
-                var reader = new Utf8JsonReader(body, LenientReader);
+                ReadOnlySpan<byte> utf8 = body.AsSpan();
+                if (utf8.StartsWith("\uFEFF"u8)) utf8 = utf8[3..]; // a UTF-8 byte order mark
+                var reader = new Utf8JsonReader(utf8, LenientReader);
                 if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) json = false;
                 else
                 {
@@ -1055,7 +1118,8 @@ namespace Topi
                         else if (reader.ValueTextEquals("expires_in"u8))
                         {
                             reader.Read();
-                            if (reader.TokenType == JsonTokenType.Number && reader.TryGetDouble(out double n)) expiresIn = n;
+                            // A number beyond double's range is simply huge: it is capped like any other.
+                            if (reader.TokenType == JsonTokenType.Number) expiresIn = reader.TryGetDouble(out double n) ? n : double.MaxValue;
                             else if (reader.TokenType == JsonTokenType.String
                                 && double.TryParse(reader.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out double s)) expiresIn = s;
                             else if (reader.TokenType == JsonTokenType.Null) expiresIn = null;
@@ -1084,9 +1148,12 @@ namespace Topi
             {
                 // An HTML error page from a proxy, or anything else that is not the JSON we expect.
                 // A 2xx body that mentions access_token (a form-encoded token response, say) may hold a token we cannot spot: withhold it.
-                bool mayHoldToken = (int)status is >= 200 and < 300 && body.AsSpan().IndexOf("access_token"u8) >= 0;
+                // A 2xx body is never quoted: whatever its form, it may carry a token we cannot recognise.
+                string quoted = body.Length == 0 ? "(empty body)" : (int)status is >= 200 and < 300
+                    ? "(not quoted: a successful response may hold a token; " + body.Length + " bytes of " + TopiPlumbing.Sanitize(response.Content.Headers.ContentType?.MediaType ?? "unknown type") + ")"
+                    : TopiPlumbing.Excerpt(body, redact);
                 throw new TopiAuthenticationException("The token endpoint answered " + statusText + " with a body that is not a JSON token response: "
-                    + (mayHoldToken ? "(body withheld: it mentions access_token)" : TopiPlumbing.Excerpt(body, redact)), status) { IsTransient = transient, RetryAfter = retryAfter };
+                    + quoted, status) { IsTransient = transient, RetryAfter = retryAfter };
             }
             if (string.IsNullOrEmpty(accessToken) || !TopiPlumbing.IsVisibleAscii(accessToken))
                 throw new TopiAuthenticationException("The token response has no usable access_token.", status);
@@ -1097,8 +1164,18 @@ namespace Topi
             if (expiresInInvalid || double.IsNaN(seconds) || double.IsInfinity(seconds) || seconds < 1)
                 throw new TopiAuthenticationException("The token response has an unusable expires_in (it must be at least 1 second).", status);
             lifetime = TimeSpan.FromMilliseconds(Math.Floor(Math.Min(seconds, 86400) * 1000));
-            IReadOnlyList<string> scopes = scope is null ? requestedScopes : scope.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            IReadOnlyList<string> scopes = scope is null ? requestedScopes : SplitScopes(scope);
             return new TopiToken(accessToken, sentAtWall + lifetime, scopes);
+        }
+
+        // The granted scopes as a set, in the server's order (topi's own example lists one scope twice).
+        internal static IReadOnlyList<string> SplitScopes(string scope)
+        {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            var scopes = new List<string>();
+            foreach (string s in scope.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                if (seen.Add(s)) scopes.Add(s);
+            return scopes;
         }
 
         private static string? ReadString(ref Utf8JsonReader reader)
@@ -1117,10 +1194,9 @@ namespace Topi
         {
             int status = (int)response.StatusCode;
             if (status is 429 or 502 or 503 or 504) return true;
-            if (status < 400 || !IsGoaError(response)) return false;
-            byte[] body = await TopiPlumbing.ReadCappedAsync(response.Content, TopiPlumbing.MaxErrorBodyBytes, cancellationToken, throwWhenLarger: false).ConfigureAwait(false);
-            // The body was consumed: hand the caller an equivalent buffered one.
-            TopiPlumbing.ReplaceContent(response, body);
+            // Only a small body of known size is read, and it is buffered in place, so the caller still gets it whole.
+            if (status < 400 || !IsGoaError(response) || response.Content.Headers.ContentLength is not (>= 0 and <= TopiPlumbing.MaxErrorBodyBytes)) return false;
+            byte[] body = await response.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
             return ReadGoaError(body)?.Temporary == true;
         }
 
@@ -1273,13 +1349,33 @@ namespace Topi
             // Credentials and tokens travel only over HTTPS; plain HTTP is allowed on loopback for local fakes and tests.
             if (!https && !loopbackHttp) throw new ArgumentException(name + " must use HTTPS (HTTP is allowed only on loopback).", name);
             if (!string.IsNullOrEmpty(uri.UserInfo)) throw new ArgumentException(name + " must not contain user information.", name);
+            if (uri.Fragment.Length > 0) throw new ArgumentException(name + " must not have a fragment.", name);
             return uri;
+        }
+
+        // Control characters (CR, LF, NUL ...) replaced, so server-chosen text cannot forge log lines.
+        internal static string Printable(string value)
+        {
+            if (!HasControlCharacter(value)) return value;
+            char[] chars = value.ToCharArray();
+            for (int i = 0; i < chars.Length; i++) if (char.IsControl(chars[i])) chars[i] = '?';
+            return new string(chars);
         }
 
         internal static bool HasControlCharacter(string value)
         {
             foreach (char c in value) if (char.IsControl(c)) return true;
             return false;
+        }
+
+        internal static bool IsValidUnicode(string value)
+        {
+            for (int i = 0; i < value.Length; i++)
+            {
+                if (char.IsHighSurrogate(value[i]) && i + 1 < value.Length && char.IsLowSurrogate(value[i + 1])) i++;
+                else if (char.IsSurrogate(value[i])) return false;
+            }
+            return true;
         }
 
         internal static bool IsVisibleAscii(string value)
@@ -1336,17 +1432,6 @@ namespace Topi
         private static TopiAuthenticationException TooLarge(int cap) =>
             new TopiAuthenticationException("The token endpoint's response is larger than " + cap / 1024 + " KiB; refusing to read it.");
 
-        internal static void ReplaceContent(HttpResponseMessage response, byte[] body)
-        {
-            HttpContent old = response.Content;
-            var replacement = new ByteArrayContent(body);
-            foreach (KeyValuePair<string, IEnumerable<string>> header in old.Headers)
-                if (!string.Equals(header.Key, "Content-Length", StringComparison.OrdinalIgnoreCase))
-                    replacement.Headers.TryAddWithoutValidation(header.Key, header.Value);
-            response.Content = replacement;
-            old.Dispose();
-        }
-
         // Retry-After as delta-seconds or HTTP-date; null when absent or in the past.
         internal static TimeSpan? GetRetryAfter(HttpResponseMessage response, TimeProvider time)
         {
@@ -1387,8 +1472,10 @@ namespace Topi
         internal static string Excerpt(byte[] body, params string?[] secrets)
         {
             if (body.Length == 0) return "(empty body)";
-            string text = Encoding.UTF8.GetString(body, 0, Math.Min(body.Length, ExcerptLength * 4));
-            return "\"" + Sanitize(text, secrets) + "\"";
+            // NUL bytes mean binary or UTF-16, where neither redaction nor the eye would work.
+            if (body.AsSpan().IndexOf((byte)0) >= 0) return "(binary body, " + body.Length + " bytes, not quoted)";
+            // Redaction sees the whole (capped) body before it is cut, so a secret is never cut in half.
+            return "\"" + Sanitize(Encoding.UTF8.GetString(body), secrets) + "\"";
         }
 
         // Makes text safe for a message: control characters become spaces, runs of whitespace collapse,

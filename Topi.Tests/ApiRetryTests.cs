@@ -611,19 +611,21 @@ public sealed class ApiRetryTests
     }
 
     // The handler reads a goa error body to see whether it says "temporary". When that read fails (the connection
-    // breaks mid-body), the error propagates, and the response it was reading must still be disposed.
+    // breaks mid-body) it counts as a dropped connection: retried, the last failure surfaces, and every response
+    // that was being read is disposed.
     [Fact]
-    public async Task RetryLook_ErrorBodyReadFails_ResponseStillDisposed()
+    public async Task RetryLook_ErrorBodyReadFails_RetriedAsDroppedConnectionAndResponsesDisposed()
     {
-        var broken = new HsBrokenBodyContent(FakeTopiServer.GoaErrorContentType);
-        var api = new HsBrokenBodyHandler(broken);
+        var api = new HsBrokenBodyHandler(() => new HsBrokenBodyContent(FakeTopiServer.GoaErrorContentType));
         using var client = new TopiClient(HsScriptedHandler.InMemoryOptions(), api);
         await client.TokenProvider.GetTokenAsync();
 
-        await Assert.ThrowsAnyAsync<IOException>(() => client.HttpClient.GetAsync("v1/shipping-method"));
+        Exception ex = await Assert.ThrowsAnyAsync<Exception>(() => client.HttpClient.GetAsync("v1/shipping-method"));
 
-        Assert.Equal(1, api.ApiRequests);
-        Assert.Equal(1, broken.DisposeCount);
+        Assert.True(ex is IOException or HttpRequestException, ex.GetType().Name);
+        Assert.Equal(3, api.ApiRequests); // the first attempt and MaxApiRetries = 2
+        Assert.Equal(3, api.Contents.Count);
+        Assert.All(api.Contents, c => Assert.Equal(1, c.DisposeCount));
     }
 
     [Fact]
@@ -657,7 +659,8 @@ internal sealed class HsBrokenBodyContent : HttpContent
 
     protected override Task<Stream> CreateContentReadStreamAsync() => Task.FromResult<Stream>(new BrokenStream());
 
-    protected override bool TryComputeLength(out long length) { length = 0; return false; }
+    // A known length, so the handler reads the body to look for "temporary" (it leaves bodies of unknown length alone).
+    protected override bool TryComputeLength(out long length) { length = 100; return true; }
 
     protected override void Dispose(bool disposing)
     {
@@ -685,18 +688,21 @@ internal sealed class HsBrokenBodyContent : HttpContent
 /// <summary>Answers token requests in memory and every API request with a 500 whose body cannot be read.</summary>
 internal sealed class HsBrokenBodyHandler : HttpMessageHandler
 {
-    private readonly HsBrokenBodyContent _content;
+    private readonly Func<HsBrokenBodyContent> _newContent;
     private readonly HttpMessageInvoker _tokens = new(new HsScriptedHandler((r, n) => HsScriptedHandler.Respond(200, "{}")));
-    private int _apiRequests;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<HsBrokenBodyContent> _contents = new();
 
-    public HsBrokenBodyHandler(HsBrokenBodyContent content) => _content = content;
+    public HsBrokenBodyHandler(Func<HsBrokenBodyContent> newContent) => _newContent = newContent;
 
-    public int ApiRequests => Volatile.Read(ref _apiRequests);
+    public int ApiRequests => _contents.Count;
+
+    public IReadOnlyList<HsBrokenBodyContent> Contents => _contents.ToArray();
 
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         if (request.RequestUri!.AbsolutePath.EndsWith("/oauth2/token", StringComparison.Ordinal)) return _tokens.SendAsync(request, cancellationToken);
-        Interlocked.Increment(ref _apiRequests);
-        return Task.FromResult(new HttpResponseMessage(HttpStatusCode.InternalServerError) { Content = _content, RequestMessage = request });
+        HsBrokenBodyContent content = _newContent();
+        _contents.Enqueue(content);
+        return Task.FromResult(new HttpResponseMessage(HttpStatusCode.InternalServerError) { Content = content, RequestMessage = request });
     }
 }
