@@ -692,7 +692,7 @@ namespace Topi
 
         private readonly TopiTokenProvider _tokens;
         private readonly TopiOptions _options;
-        private readonly string _scheme, _host;
+        private readonly string _scheme, _host, _originPrefix;
         private readonly int _port;
 
         /// <summary>Creates a handler for the provider's environment; set <see cref="DelegatingHandler.InnerHandler"/> (the HTTP client factory does).</summary>
@@ -704,6 +704,7 @@ namespace Topi
             _scheme = api.Scheme;
             _host = api.IdnHost;
             _port = api.Port;
+            _originPrefix = api.GetLeftPart(UriPartial.Authority) + "/";
         }
 
         /// <summary>Creates a handler for the provider's environment that sends through <paramref name="innerHandler"/>.</summary>
@@ -723,17 +724,15 @@ namespace Topi
             if (!IsApiOrigin(request.RequestUri)) return base.SendAsync(request, cancellationToken);
 
             // Fast path: a cached token and a response that needs nothing more cost no allocation here.
-            ValueTask<TopiToken> pending = _tokens.GetTokenAsync(cancellationToken);
-            if (pending.IsCompletedSuccessfully && request.Content is null && !TopiTelemetry.Source.HasListeners())
+            if (request.Content is null && _tokens.TryGetFreshToken(out TopiToken? token) && !TopiTelemetry.Source.HasListeners())
             {
-                TopiToken token = pending.Result;
                 request.Headers.Authorization = token.AuthorizationHeader;
                 Task<HttpResponseMessage> sent = base.SendAsync(request, cancellationToken);
                 if (!sent.IsCompleted) return AwaitFirstSendAsync(request, token, sent, cancellationToken);
                 if (sent.IsCompletedSuccessfully && !NeedsRetryLook(sent.Result.StatusCode)) return sent;
                 return SendSlowAsync(request, new ValueTask<TopiToken>(token), sent, cancellationToken);
             }
-            return SendSlowAsync(request, pending, null, cancellationToken);
+            return SendSlowAsync(request, _tokens.GetTokenAsync(cancellationToken), null, cancellationToken);
         }
 
         // The usual case on a real connection: only an error status or a failure needs the full path.
@@ -866,11 +865,14 @@ namespace Topi
         // Any error status: 401 renews, 429/5xx retry, and a goa error of any status may say "temporary".
         private static bool NeedsRetryLook(HttpStatusCode status) => (int)status >= 400;
 
-        // Scheme, host and port must match the API base address: the token never goes to another origin.
+        // Scheme, host and port must match the API base address: the token never goes to another origin. A URI
+        // written as exactly that origin followed by '/' cannot name another one, which is the cheap common case.
         private bool IsApiOrigin(Uri? uri) =>
-            uri is not null && uri.IsAbsoluteUri && uri.Port == _port
-            && string.Equals(uri.Scheme, _scheme, StringComparison.OrdinalIgnoreCase)
-            && string.Equals(uri.IdnHost, _host, StringComparison.OrdinalIgnoreCase);
+            uri is not null && uri.IsAbsoluteUri
+            && (uri.OriginalString.StartsWith(_originPrefix, StringComparison.Ordinal)
+                || (uri.Port == _port
+                    && string.Equals(uri.Scheme, _scheme, StringComparison.OrdinalIgnoreCase)
+                    && string.Equals(uri.IdnHost, _host, StringComparison.OrdinalIgnoreCase)));
     }
 
     /// <summary>
@@ -1079,6 +1081,14 @@ namespace Topi
     partial class TopiTokenProvider
     {
         internal TopiOptions Options => _options;
+
+        // The hit path of GetTokenAsync without the ValueTask, for the handler's fast path.
+        internal bool TryGetFreshToken([NotNullWhen(true)] out TopiToken? token)
+        {
+            Entry entry = _entry;
+            token = entry.Token;
+            return entry.State == Fresh;
+        }
     }
 
     // topi's wire formats: the token response, goa error bodies, pages.

@@ -443,19 +443,25 @@ public sealed class ApiRetryTests
         var time = new ManualTimeProvider();
         await using var server = FakeTopiServer.Start();
         using var client = await WarmClientAsync(server, o => { o.TimeProvider = time; o.RetryBaseDelay = TimeSpan.FromSeconds(1); });
-        int baseline = time.ArmedTimers;
+        int timers = time.CreatedDueTimes.Count;
         server.EnqueueApiFault(FakeFault.Status(503, "\"busy\""));
         server.EnqueueApiFault(FakeFault.Status(503, "\"busy\""));
 
         Task<HttpResponseMessage> call = client.HttpClient.GetAsync("v1/shipping-method");
-        await TestSupport.EventuallyAsync(() => server.ApiRequests == 1 && time.ArmedTimers == baseline + 1, "first backoff");
-        Assert.False(call.IsCompleted);
+        // Each backoff is a timer on the TimeProvider, drawn below a ceiling that doubles: 1 s, then 2 s. The
+        // delays are random (full jitter), so the test reads each one and advances exactly to it.
+        foreach ((int requests, TimeSpan ceiling) in new[] { (1, TimeSpan.FromSeconds(1)), (2, TimeSpan.FromSeconds(2)) })
+        {
+            await TestSupport.EventuallyAsync(() => server.ApiRequests == requests && time.CreatedDueTimes.Count > timers, "backoff " + requests);
+            TimeSpan delay = time.CreatedDueTimes[timers];
+            timers = time.CreatedDueTimes.Count;
+            Assert.InRange(delay, TimeSpan.Zero, ceiling);
+            if (delay > TimeSpan.FromTicks(1)) time.Advance(delay - TimeSpan.FromTicks(1));
+            Assert.False(call.IsCompleted);
+            Assert.Equal(requests, server.ApiRequests); // nothing is sent before the backoff ends
+            time.Advance(TimeSpan.FromTicks(1));
+        }
 
-        time.Advance(TimeSpan.FromSeconds(1)); // first ceiling: 1 s
-        await TestSupport.EventuallyAsync(() => server.ApiRequests == 2 && time.ArmedTimers == baseline + 1, "second backoff");
-        Assert.False(call.IsCompleted);
-
-        time.Advance(TimeSpan.FromSeconds(2)); // second ceiling: 2 s
         using HttpResponseMessage response = await call;
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal(3, server.ApiRequests);

@@ -10,6 +10,7 @@ public sealed class ManualTimeProvider : TimeProvider
 {
     private readonly object _sync = new();
     private readonly List<ManualTimer> _timers = new();
+    private readonly List<TimeSpan> _createdDueTimes = new();
     private DateTimeOffset _wall;
     private long _ticks;
 
@@ -23,10 +24,14 @@ public sealed class ManualTimeProvider : TimeProvider
 
     public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
     {
+        lock (_sync) _createdDueTimes.Add(dueTime);
         var timer = new ManualTimer(this, callback, state);
         timer.Change(dueTime, period);
         return timer;
     }
+
+    /// <summary>The due time each timer was created with, in order (Task.Delay and timeouts create one each).</summary>
+    public IReadOnlyList<TimeSpan> CreatedDueTimes { get { lock (_sync) return _createdDueTimes.ToArray(); } }
 
     /// <summary>The number of timers that are armed now.</summary>
     public int ArmedTimers { get { lock (_sync) return _timers.Count(t => t.DueAt is not null); } }
