@@ -1128,8 +1128,14 @@ namespace Topi
                         else if (reader.ValueTextEquals("expires_in"u8))
                         {
                             reader.Read();
-                            // A number beyond double's range is simply huge: it is capped like any other.
-                            if (reader.TokenType == JsonTokenType.Number) expiresIn = reader.TryGetDouble(out double n) ? n : double.MaxValue;
+                            if (reader.TokenType == JsonTokenType.Number)
+                            {
+                                // Beyond double's range .NET 8 fails to parse and .NET 9+ returns an infinity: a huge
+                                // positive lifetime is capped below, a huge negative one stays unusable.
+                                if (!reader.TryGetDouble(out double n) || double.IsInfinity(n))
+                                    n = reader.ValueSpan.Length > 0 && reader.ValueSpan[0] == (byte)'-' ? double.NegativeInfinity : double.MaxValue;
+                                expiresIn = n;
+                            }
                             else if (reader.TokenType == JsonTokenType.String
                                 && double.TryParse(reader.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out double s)) expiresIn = s;
                             else if (reader.TokenType == JsonTokenType.Null) expiresIn = null;
@@ -1363,12 +1369,11 @@ namespace Topi
             return uri;
         }
 
-        // Control characters (CR, LF, NUL ...) replaced, so server-chosen text cannot forge log lines.
+        // Control characters (CR, LF, NUL ...) and Unicode line separators replaced, so server-chosen text cannot forge log lines.
         internal static string Printable(string value)
         {
-            if (!HasControlCharacter(value)) return value;
             char[] chars = value.ToCharArray();
-            for (int i = 0; i < chars.Length; i++) if (char.IsControl(chars[i])) chars[i] = '?';
+            for (int i = 0; i < chars.Length; i++) if (char.IsControl(chars[i]) || chars[i] is '\u2028' or '\u2029') chars[i] = '?';
             return new string(chars);
         }
 

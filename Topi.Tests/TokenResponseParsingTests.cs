@@ -78,7 +78,7 @@ public sealed class TokenResponseParsingTests
     [InlineData("\"-5\"")]
     [InlineData("0.5")]
     [InlineData("-1e12")]
-    [InlineData("1e400")]
+    [InlineData("-1e400")]
     [InlineData("\"abc\"")]
     [InlineData("\"\"")]
     [InlineData("\"NaN\"")]
