@@ -17,9 +17,6 @@ public sealed class AuthenticationHandlerTests
 
     private static Uri Api(FakeTopiServer server, string path = "v1/shipping-method") => new(server.BaseAddress, path);
 
-    private static IReadOnlyList<RecordedRequest> ApiRequests(FakeTopiServer server) =>
-        server.Requests.Where(r => r.Kind == FakeEndpointKind.Api).ToList();
-
     [Fact]
     public async Task SendAsync_ApiOrigin_AttachesBearerTokenOfProvider()
     {
@@ -31,7 +28,7 @@ public sealed class AuthenticationHandlerTests
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         TopiToken token = await provider.GetTokenAsync();
-        var api = Assert.Single(ApiRequests(server));
+        var api = Assert.Single(TestSupport.ApiRequests(server));
         Assert.True(api.Header("Authorization") == "Bearer " + token.AccessToken, "the API request did not carry the provider's token");
         Assert.Equal(1, server.TokenRequests);
     }
@@ -50,7 +47,7 @@ public sealed class AuthenticationHandlerTests
         }
 
         Assert.Equal(1, server.TokenRequests);
-        Assert.Single(ApiRequests(server).Select(r => r.Header("Authorization")).Distinct());
+        Assert.Single(TestSupport.ApiRequests(server).Select(r => r.Header("Authorization")).Distinct());
     }
 
     [Fact]
@@ -65,11 +62,11 @@ public sealed class AuthenticationHandlerTests
         using HttpResponseMessage toApi = await http.GetAsync(Api(server));
 
         Assert.Equal(HttpStatusCode.Unauthorized, toOther.StatusCode);
-        var seen = Assert.Single(ApiRequests(other)); // a 401 from another origin is not "renewed" either
+        var seen = Assert.Single(TestSupport.ApiRequests(other)); // a 401 from another origin is not "renewed" either
         Assert.Null(seen.Header("Authorization"));
         Assert.Equal(0, other.TokenRequests);
         Assert.Equal(HttpStatusCode.OK, toApi.StatusCode); // control: the API origin does get the token
-        Assert.StartsWith("Bearer ", Assert.Single(ApiRequests(server)).Header("Authorization"));
+        Assert.StartsWith("Bearer ", Assert.Single(TestSupport.ApiRequests(server)).Header("Authorization"));
     }
 
     [Fact]
@@ -83,7 +80,7 @@ public sealed class AuthenticationHandlerTests
         using HttpResponseMessage response = await http.GetAsync(localhost);
 
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
-        var seen = Assert.Single(ApiRequests(server));
+        var seen = Assert.Single(TestSupport.ApiRequests(server));
         Assert.Null(seen.Header("Authorization"));
     }
 
@@ -121,7 +118,7 @@ public sealed class AuthenticationHandlerTests
 
         (await http.SendAsync(request)).Dispose();
 
-        Assert.Equal("Bearer caller-own", Assert.Single(ApiRequests(other)).Header("Authorization"));
+        Assert.Equal("Bearer caller-own", Assert.Single(TestSupport.ApiRequests(other)).Header("Authorization"));
         Assert.Equal(0, server.TokenRequests);
     }
 
@@ -175,7 +172,7 @@ public sealed class AuthenticationHandlerTests
         using HttpResponseMessage response = await http.PostAsync(Api(server, "v1/shipping-method/method"), MakeContent(contentKind));
 
         Assert.Equal(HttpStatusCode.Created, response.StatusCode);
-        var api = ApiRequests(server);
+        var api = TestSupport.ApiRequests(server);
         Assert.Equal(2, api.Count);
         Assert.True(api[0].Body.Length > 0);
         Assert.Equal(api[0].Body, api[1].Body);
@@ -250,8 +247,7 @@ public sealed class AuthenticationHandlerTests
         using var http = FactoryStyleClient(provider);
         TopiToken first = await provider.GetTokenAsync();
         server.RevokeAllTokens();
-        var renewalGate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        server.OnTokenRequest = () => renewalGate.Task;
+        TaskCompletionSource renewalGate = TokenTestKit.HoldTokenEndpoint(server);
 
         var calls = Enumerable.Range(0, 20).Select(_ => http.GetAsync(Api(server))).ToArray();
         // Hold the renewal until every request has met its 401 with the same old token.
@@ -266,7 +262,7 @@ public sealed class AuthenticationHandlerTests
             Assert.Equal(2, server.TokenRequests);
             Assert.Equal(2, server.TokensIssued);
             Assert.Equal(40, server.ApiRequests);
-            var api = ApiRequests(server);
+            var api = TestSupport.ApiRequests(server);
             Assert.Equal(20, api.Count(r => r.Header("Authorization") == "Bearer " + first.AccessToken));
             Assert.Equal(2, api.Select(r => r.Header("Authorization")).Distinct().Count());
         }
@@ -306,7 +302,7 @@ public sealed class AuthenticationHandlerTests
         using HttpResponseMessage response = await http.PostAsync(Api(server, "v1/shipping-method/method"), content);
 
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
-        var api = Assert.Single(ApiRequests(server));
+        var api = Assert.Single(TestSupport.ApiRequests(server));
         Assert.Equal(CreateBody, api.Body); // the whole body went out, once
         Assert.Empty(server.ShippingMethods);
     }

@@ -138,7 +138,6 @@ public sealed class OutageTests(ITestOutputHelper output)
         using TopiTokenProvider provider = Provider(server, time);
 
         Task<TopiToken> call = provider.GetTokenAsync().AsTask();
-        await TestSupport.EventuallyAsync(() => server.TokenRequests >= 1 && server.TokenRequestsInFlight == 0, "the first attempt");
         await AdvanceUntilCompleteAsync(time, call, server, noSecondRequestBefore: TimeSpan.FromSeconds(5));
 
         TopiToken token = await call;
@@ -157,7 +156,6 @@ public sealed class OutageTests(ITestOutputHelper output)
         using TopiTokenProvider provider = Provider(server, time, o => o.MaxRetryDelay = TimeSpan.FromSeconds(2));
 
         Task<TopiToken> call = provider.GetTokenAsync().AsTask();
-        await TestSupport.EventuallyAsync(() => server.TokenRequests >= 1 && server.TokenRequestsInFlight == 0, "the first attempt");
         await AdvanceUntilCompleteAsync(time, call, server, noSecondRequestBefore: TimeSpan.FromSeconds(2));
 
         Assert.NotNull(await call);
@@ -181,12 +179,7 @@ public sealed class OutageTests(ITestOutputHelper output)
         Assert.Equal(HttpStatusCode.TooManyRequests, ex.StatusCode); // the server's answer is not lost
         Assert.Equal("slow_down", ex.Error);
         Assert.True(ex.IsTransient);
-        time.Advance(TimeSpan.FromSeconds(29.9));
-        await FailAsync(provider); // still within Retry-After (capped at 30 s): no request
-        Assert.Equal(1, server.TokenRequests);
-        time.Advance(TimeSpan.FromSeconds(0.1));
-        await provider.GetTokenAsync();
-        Assert.Equal(2, server.TokenRequests);
+        await AssertNextRenewalOnlyAfterAsync(TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(0.1), time, provider, server); // Retry-After, capped at 30 s
     }
 
     [Fact]
@@ -198,14 +191,8 @@ public sealed class OutageTests(ITestOutputHelper output)
         using TopiTokenProvider provider = Provider(server, time, o => { o.MaxTokenAttempts = 1; o.MaxRetryDelay = TimeSpan.FromSeconds(10); });
 
         await FailAsync(provider);
-        time.Advance(TimeSpan.FromSeconds(9));
-        TopiAuthenticationException paused = await FailAsync(provider);
-        Assert.Equal(1, server.TokenRequests);
-        time.Advance(TimeSpan.FromSeconds(1));
-        TopiToken token = await provider.GetTokenAsync();
+        TopiAuthenticationException paused = await AssertNextRenewalOnlyAfterAsync(TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(1), time, provider, server);
 
-        Assert.Equal(2, server.TokenRequests);
-        Assert.NotNull(token);
         Assert.NotNull(paused.InnerException);
     }
 
@@ -218,13 +205,8 @@ public sealed class OutageTests(ITestOutputHelper output)
         using TopiTokenProvider provider = Provider(server, time, o => o.MaxTokenAttempts = 1);
 
         await FailAsync(provider);
-        time.Advance(TimeSpan.FromSeconds(6.9));
-        await FailAsync(provider);
-        Assert.Equal(1, server.TokenRequests);
-        time.Advance(TimeSpan.FromSeconds(0.1));
-        await provider.GetTokenAsync();
 
-        Assert.Equal(2, server.TokenRequests);
+        await AssertNextRenewalOnlyAfterAsync(TimeSpan.FromSeconds(7), TimeSpan.FromSeconds(0.1), time, provider, server);
     }
 
     [Fact]
@@ -338,24 +320,25 @@ public sealed class OutageTests(ITestOutputHelper output)
         }
     }
 
-    // Records the simulated time at which each token request reaches the server: a request arrives no earlier than it
-    // was sent, so "arrived at or after T" proves "not sent before T" whatever the threads' timing.
-    private static List<TimeSpan> RecordArrivals(FakeTopiServer server, ManualTimeProvider time)
+    // After one failed renewal (one token request so far): until `pause` less `margin` has passed a caller fails fast,
+    // without a request (its error is returned); once `pause` has passed, the next caller renews and gets a token.
+    private static async Task<TopiAuthenticationException> AssertNextRenewalOnlyAfterAsync(TimeSpan pause, TimeSpan margin,
+        ManualTimeProvider time, TopiTokenProvider provider, FakeTopiServer server)
     {
-        var arrivals = new List<TimeSpan>();
-        long origin = time.GetTimestamp();
-        server.OnTokenRequest = () =>
-        {
-            lock (arrivals) arrivals.Add(time.GetElapsedTime(origin));
-            return Task.CompletedTask;
-        };
-        return arrivals;
+        time.Advance(pause - margin);
+        TopiAuthenticationException paused = await FailAsync(provider);
+        Assert.Equal(1, server.TokenRequests);
+        time.Advance(margin);
+        Assert.NotNull(await provider.GetTokenAsync());
+        Assert.Equal(2, server.TokenRequests);
+        return paused;
     }
 
-    // Advances the clock in 100 ms steps until `call` completes, checking that the server saw no second token request
-    // before `noSecondRequestBefore`.
+    // Once the first attempt has been answered, advances the clock in 100 ms steps until `call` completes, checking that
+    // the server saw no second token request before `noSecondRequestBefore`.
     private static async Task AdvanceUntilCompleteAsync(ManualTimeProvider time, Task call, FakeTopiServer server, TimeSpan noSecondRequestBefore)
     {
+        await TestSupport.EventuallyAsync(() => server.TokenRequests >= 1 && server.TokenRequestsInFlight == 0, "the first attempt");
         long origin = time.GetTimestamp();
         while (time.GetElapsedTime(origin) < noSecondRequestBefore - TimeSpan.FromMilliseconds(100))
         {

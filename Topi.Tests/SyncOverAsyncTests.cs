@@ -13,24 +13,31 @@ public sealed class SyncOverAsyncTests
 {
     private static readonly TimeSpan Cap = TimeSpan.FromSeconds(30);
 
+    // Runs `blocking` on the thread of a new single-threaded context, as a UI thread would run it, and returns its
+    // outcome. Bounded by Cap, so that a deadlock fails the test instead of hanging it.
+    private static async Task<T> RunBlockingOnContextAsync<T>(Func<T> blocking)
+    {
+        using var context = new HsSingleThreadContext();
+        await context.RunBlocking(blocking, out Task<T> outcome).WaitAsync(Cap);
+        return await outcome;
+    }
+
     [Fact]
     public async Task Context_Itself_DeadlocksOnACapturedAwait()
     {
         // The control: proves the context is strict enough to catch a captured continuation, so the tests below
         // can fail. An await without ConfigureAwait(false) posts back to the blocked thread and never runs.
-        using var context = new HsSingleThreadContext();
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        Task blocking = context.RunBlocking(() =>
+        string outcome = await RunBlockingOnContextAsync(() =>
         {
             async Task Captured() { await release.Task; }
             Task t = Captured();
             release.SetResult();
             return t.Wait(TimeSpan.FromMilliseconds(300)) ? "completed" : "deadlocked";
-        }, out Task<string> outcome);
+        });
 
-        Assert.Equal("deadlocked", await outcome.WaitAsync(Cap));
-        await blocking.WaitAsync(Cap);
+        Assert.Equal("deadlocked", outcome);
     }
 
     [Fact]
@@ -38,13 +45,11 @@ public sealed class SyncOverAsyncTests
     {
         await using var server = FakeTopiServer.Start(new FakeTopiServerOptions { ShippingMethodCount = 3, PageSize = 5 });
         using var client = new TopiClient(TestSupport.OptionsFor(server));
-        using var context = new HsSingleThreadContext();
 
-        await context.RunBlocking(
-            () => client.GetAsync(FakeTopiServer.ShippingMethodsPath, HsJsonContext.Default.HsShippingMethodPage).GetAwaiter().GetResult(),
-            out Task<HsShippingMethodPage> result).WaitAsync(Cap);
+        HsShippingMethodPage page = await RunBlockingOnContextAsync(
+            () => client.GetAsync(FakeTopiServer.ShippingMethodsPath, HsJsonContext.Default.HsShippingMethodPage).GetAwaiter().GetResult());
 
-        Assert.Equal(3, (await result).Data!.Count);
+        Assert.Equal(3, page.Data!.Count);
         Assert.Equal(1, server.TokenRequests);
         Assert.Equal(1, server.ApiRequests);
     }
@@ -54,11 +59,10 @@ public sealed class SyncOverAsyncTests
     {
         await using var server = FakeTopiServer.Start();
         using var provider = new TopiTokenProvider(TestSupport.OptionsFor(server));
-        using var context = new HsSingleThreadContext();
 
-        await context.RunBlocking(() => provider.GetTokenAsync().AsTask().GetAwaiter().GetResult(), out Task<TopiToken> token).WaitAsync(Cap);
+        TopiToken token = await RunBlockingOnContextAsync(() => provider.GetTokenAsync().AsTask().GetAwaiter().GetResult());
 
-        Assert.Equal("Bearer", (await token).TokenType);
+        Assert.Equal("Bearer", token.TokenType);
         Assert.Equal(1, server.TokenRequests);
     }
 
@@ -68,11 +72,10 @@ public sealed class SyncOverAsyncTests
         await using var server = FakeTopiServer.Start();
         server.TokenLatency = TimeSpan.FromMilliseconds(50); // the renewal really is in flight when the caller blocks
         using var provider = new TopiTokenProvider(TestSupport.OptionsFor(server));
-        using var context = new HsSingleThreadContext();
 
-        await context.RunBlocking(() => provider.GetTokenAsync().AsTask().GetAwaiter().GetResult(), out Task<TopiToken> token).WaitAsync(Cap);
+        TopiToken token = await RunBlockingOnContextAsync(() => provider.GetTokenAsync().AsTask().GetAwaiter().GetResult());
 
-        Assert.NotNull(await token);
+        Assert.NotNull(token);
     }
 
     [Fact]
@@ -80,24 +83,23 @@ public sealed class SyncOverAsyncTests
     {
         await using var server = FakeTopiServer.Start(new FakeTopiServerOptions { ShippingMethodCount = 5, PageSize = 2 });
         using var client = new TopiClient(TestSupport.OptionsFor(server));
-        using var context = new HsSingleThreadContext();
 
-        await context.RunBlocking(() =>
+        List<string> ids = await RunBlockingOnContextAsync(() =>
         {
-            var ids = new List<string>();
+            var seen = new List<string>();
             IAsyncEnumerator<HsShippingMethod> e = client.GetAllPagesAsync(FakeTopiServer.ShippingMethodsPath, HsJsonContext.Default.HsShippingMethod).GetAsyncEnumerator();
             try
             {
-                while (e.MoveNextAsync().AsTask().GetAwaiter().GetResult()) ids.Add(e.Current.Id!);
+                while (e.MoveNextAsync().AsTask().GetAwaiter().GetResult()) seen.Add(e.Current.Id!);
             }
             finally
             {
                 e.DisposeAsync().AsTask().GetAwaiter().GetResult();
             }
-            return ids;
-        }, out Task<List<string>> ids).WaitAsync(Cap);
+            return seen;
+        });
 
-        Assert.Equal(server.ShippingMethods.Select(m => m.Id), await ids);
+        Assert.Equal(server.ShippingMethods.Select(m => m.Id), ids);
         Assert.Equal(3, server.ApiRequests);
     }
 
@@ -109,14 +111,12 @@ public sealed class SyncOverAsyncTests
         await client.TokenProvider.GetTokenAsync();
         server.RevokeAllTokens();
         server.TokenLatency = TimeSpan.FromMilliseconds(20);
-        using var context = new HsSingleThreadContext();
 
-        await context.RunBlocking(
+        HsShippingMethod created = await RunBlockingOnContextAsync(
             () => client.PostJsonAsync(FakeTopiServer.CreateShippingMethodPath, new HsCreateShippingMethod { SellerShippingMethodReference = "SYNC-1" },
-                HsJsonContext.Default.HsCreateShippingMethod, HsJsonContext.Default.HsShippingMethod).GetAwaiter().GetResult(),
-            out Task<HsShippingMethod> created).WaitAsync(Cap);
+                HsJsonContext.Default.HsCreateShippingMethod, HsJsonContext.Default.HsShippingMethod).GetAwaiter().GetResult());
 
-        Assert.Equal("SYNC-1", (await created).SellerShippingMethodReference);
+        Assert.Equal("SYNC-1", created.SellerShippingMethodReference);
         Assert.Equal(2, server.ApiRequests);
         Assert.Equal(2, server.TokenRequests);
     }
@@ -128,13 +128,10 @@ public sealed class SyncOverAsyncTests
         using var client = new TopiClient(TestSupport.OptionsFor(server));
         server.EnqueueApiFault(FakeFault.Status(503, "\"busy\""));
         server.EnqueueApiFault(FakeFault.Status(500, "{\"name\":\"x\",\"message\":\"y\",\"temporary\":true}", FakeTopiServer.GoaErrorContentType));
-        using var context = new HsSingleThreadContext();
 
-        await context.RunBlocking(
-            () => client.HttpClient.GetAsync("v1/shipping-method").GetAwaiter().GetResult().StatusCode,
-            out Task<HttpStatusCode> status).WaitAsync(Cap);
+        HttpStatusCode status = await RunBlockingOnContextAsync(() => client.HttpClient.GetAsync("v1/shipping-method").GetAwaiter().GetResult().StatusCode);
 
-        Assert.Equal(HttpStatusCode.OK, await status);
+        Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal(3, server.ApiRequests);
     }
 
@@ -143,9 +140,8 @@ public sealed class SyncOverAsyncTests
     {
         await using var server = FakeTopiServer.Start();
         using var client = new TopiClient(TestSupport.OptionsFor(server));
-        using var context = new HsSingleThreadContext();
 
-        await context.RunBlocking(() =>
+        HttpStatusCode? status = await RunBlockingOnContextAsync(() =>
         {
             try
             {
@@ -157,9 +153,9 @@ public sealed class SyncOverAsyncTests
             {
                 return ex.StatusCode;
             }
-        }, out Task<HttpStatusCode?> status).WaitAsync(Cap);
+        });
 
-        Assert.Equal((HttpStatusCode)422, await status);
+        Assert.Equal((HttpStatusCode)422, status);
     }
 }
 

@@ -29,6 +29,24 @@ public sealed class TelemetryTests
 
     private static object? Tag(Activity a, string name) => a.GetTagItem(name);
 
+    // A provider whose client secret the server refuses (401 invalid_client).
+    private static TopiTokenProvider WrongSecretProvider(FakeTopiServer server) => TokenTestKit.Provider(server, configure: o => o.ClientSecret = "wrong");
+
+    // POSTs the reference the fake refuses with a goa 422, and returns the TopiApiException that must come of it.
+    private static Task<TopiApiException> CreateRefusedShippingMethodAsync(TopiClient client) =>
+        Assert.ThrowsAsync<TopiApiException>(() => client.PostJsonAsync(FakeTopiServer.CreateShippingMethodPath,
+            new HsCreateShippingMethod { SellerShippingMethodReference = FakeTopiServer.BridgesReference },
+            HsJsonContext.Default.HsCreateShippingMethod, HsJsonContext.Default.HsShippingMethod));
+
+    // The token instruments' totals since `metrics` was created (failures only when given).
+    private static void AssertTokenMetrics(HsMetricsCollector metrics, double requests, double cacheMisses, int durations, double? failures = null)
+    {
+        Assert.Equal(requests, metrics.Sum("topi.token.requests"));
+        Assert.Equal(cacheMisses, metrics.Sum("topi.token.cache_misses"));
+        if (failures is double expectedFailures) Assert.Equal(expectedFailures, metrics.Sum("topi.token.failures"));
+        Assert.Equal(durations, metrics.Count("topi.token.request.duration"));
+    }
+
     [Fact]
     public async Task TokenRequest_TransientThenSuccess_OneSpanPerAttemptWithEnvironmentAttemptAndStatus()
     {
@@ -59,9 +77,7 @@ public sealed class TelemetryTests
         string env = UniqueEnvironment();
         using var spans = new HsActivityCollector(env);
         await using var server = StartServer(env);
-        var options = TestSupport.OptionsFor(server);
-        options.ClientSecret = "wrong";
-        using var provider = new TopiTokenProvider(options);
+        using var provider = WrongSecretProvider(server);
 
         await Assert.ThrowsAsync<TopiAuthenticationException>(() => provider.GetTokenAsync().AsTask());
 
@@ -100,9 +116,7 @@ public sealed class TelemetryTests
         await using var server = StartServer(env);
         using var client = new TopiClient(TestSupport.OptionsFor(server));
 
-        await Assert.ThrowsAsync<TopiApiException>(() => client.PostJsonAsync(FakeTopiServer.CreateShippingMethodPath,
-            new HsCreateShippingMethod { SellerShippingMethodReference = FakeTopiServer.BridgesReference },
-            HsJsonContext.Default.HsCreateShippingMethod, HsJsonContext.Default.HsShippingMethod));
+        await CreateRefusedShippingMethodAsync(client);
 
         var api = Assert.Single(spans.Named("topi api request"));
         Assert.Equal("POST", Tag(api, "http.request.method"));
@@ -160,9 +174,7 @@ public sealed class TelemetryTests
         await client.GetAsync(FakeTopiServer.ShippingMethodsPath + "?page=0&access_token=leak", HsJsonContext.Default.HsShippingMethodPage);
         server.RevokeAllTokens();
         await client.GetAsync(FakeTopiServer.ShippingMethodsPath, HsJsonContext.Default.HsShippingMethodPage);
-        await Assert.ThrowsAsync<TopiApiException>(() => client.PostJsonAsync(FakeTopiServer.CreateShippingMethodPath,
-            new HsCreateShippingMethod { SellerShippingMethodReference = FakeTopiServer.BridgesReference },
-            HsJsonContext.Default.HsCreateShippingMethod, HsJsonContext.Default.HsShippingMethod));
+        await CreateRefusedShippingMethodAsync(client);
         server.EnqueueTokenFault(FakeFault.Json("{\"error\":\"invalid_client\",\"error_description\":\"secret " + Secret + " rejected\"}", 401));
         var wrong = TestSupport.OptionsFor(server);
         using (var failing = new TopiTokenProvider(wrong))
@@ -202,10 +214,7 @@ public sealed class TelemetryTests
         await provider.GetTokenAsync();
         for (int i = 0; i < 10; i++) await provider.GetTokenAsync();
 
-        Assert.Equal(1, metrics.Sum("topi.token.requests"));
-        Assert.Equal(1, metrics.Sum("topi.token.cache_misses"));
-        Assert.Equal(0, metrics.Sum("topi.token.failures"));
-        Assert.Equal(1, metrics.Count("topi.token.request.duration"));
+        AssertTokenMetrics(metrics, requests: 1, cacheMisses: 1, failures: 0, durations: 1);
         double seconds = Assert.Single(metrics.Values("topi.token.request.duration"));
         Assert.True(seconds >= 0 && seconds < 30, "duration " + seconds);
     }
@@ -215,8 +224,7 @@ public sealed class TelemetryTests
     {
         string env = UniqueEnvironment();
         await using var server = StartServer(env);
-        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        server.OnTokenRequest = () => gate.Task;
+        TaskCompletionSource gate = TokenTestKit.HoldTokenEndpoint(server);
         using var provider = new TopiTokenProvider(TestSupport.OptionsFor(server));
         using var metrics = new HsMetricsCollector();
 
@@ -225,9 +233,7 @@ public sealed class TelemetryTests
         gate.SetResult();
         await Task.WhenAll(callers);
 
-        Assert.Equal(1, metrics.Sum("topi.token.requests"));
-        Assert.Equal(8, metrics.Sum("topi.token.cache_misses"));
-        Assert.Equal(1, metrics.Count("topi.token.request.duration"));
+        AssertTokenMetrics(metrics, requests: 1, cacheMisses: 8, durations: 1);
     }
 
     [Fact]
@@ -235,17 +241,12 @@ public sealed class TelemetryTests
     {
         string env = UniqueEnvironment();
         await using var server = StartServer(env);
-        var options = TestSupport.OptionsFor(server);
-        options.ClientSecret = "wrong";
-        using var provider = new TopiTokenProvider(options);
+        using var provider = WrongSecretProvider(server);
         using var metrics = new HsMetricsCollector();
 
         await Assert.ThrowsAsync<TopiAuthenticationException>(() => provider.GetTokenAsync().AsTask());
 
-        Assert.Equal(1, metrics.Sum("topi.token.requests"));
-        Assert.Equal(1, metrics.Sum("topi.token.cache_misses"));
-        Assert.Equal(1, metrics.Sum("topi.token.failures"));
-        Assert.Equal(0, metrics.Count("topi.token.request.duration"));
+        AssertTokenMetrics(metrics, requests: 1, cacheMisses: 1, failures: 1, durations: 0);
     }
 
     [Fact]
@@ -259,10 +260,7 @@ public sealed class TelemetryTests
 
         await provider.GetTokenAsync();
 
-        Assert.Equal(2, metrics.Sum("topi.token.requests"));
-        Assert.Equal(1, metrics.Sum("topi.token.cache_misses"));
-        Assert.Equal(0, metrics.Sum("topi.token.failures"));
-        Assert.Equal(1, metrics.Count("topi.token.request.duration"));
+        AssertTokenMetrics(metrics, requests: 2, cacheMisses: 1, failures: 0, durations: 1);
     }
 
     [Fact]

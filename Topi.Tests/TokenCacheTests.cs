@@ -47,7 +47,7 @@ public sealed class TokenCacheTests
     {
         var time = new ManualTimeProvider();
         await using FakeTopiServer server = StartServer(time, TimeSpan.FromSeconds(7200));
-        using TopiTokenProvider provider = Provider(server, time, o => { o.ExpirySkew = TimeSpan.FromSeconds(60); o.RefreshAhead = TimeSpan.Zero; });
+        using TopiTokenProvider provider = Provider(server, time, SkewWithoutRefreshAhead);
         TopiToken first = await provider.GetTokenAsync();
 
         time.Advance(TimeSpan.FromSeconds(7139));
@@ -70,7 +70,7 @@ public sealed class TokenCacheTests
     {
         var time = new ManualTimeProvider();
         await using FakeTopiServer server = StartServer(time, TimeSpan.FromSeconds(5));
-        using TopiTokenProvider provider = Provider(server, time, o => { o.ExpirySkew = TimeSpan.FromSeconds(60); o.RefreshAhead = TimeSpan.Zero; });
+        using TopiTokenProvider provider = Provider(server, time, SkewWithoutRefreshAhead);
 
         int calls = 0;
         for (int step = 0; step <= 100; step++) // 10 s of simulated time, 100 ms apart

@@ -22,6 +22,13 @@ public sealed class TokenRefreshTests
         o.RefreshAhead = TimeSpan.FromMinutes(5);
     }
 
+    // So that each failed background renewal is one token request.
+    private static void DefaultsWithOneAttemptPerRenewal(TopiOptions o)
+    {
+        Defaults(o);
+        o.MaxTokenAttempts = 1;
+    }
+
     [Fact]
     public async Task RefreshAhead_RenewPointReached_CallersGetTheCurrentTokenAndOneBackgroundRenewalStarts()
     {
@@ -63,11 +70,9 @@ public sealed class TokenRefreshTests
     {
         var time = new ManualTimeProvider();
         await using FakeTopiServer server = StartServer(time);
-        using TopiTokenProvider provider = Provider(server, time, o => { Defaults(o); o.MaxTokenAttempts = 1; });
+        using TopiTokenProvider provider = Provider(server, time, DefaultsWithOneAttemptPerRenewal);
         TopiToken current = await provider.GetTokenAsync();
-        var arrivals = new ConcurrentQueue<TimeSpan>();
-        long origin = time.GetTimestamp();
-        server.OnTokenRequest = () => { arrivals.Enqueue(time.GetElapsedTime(origin)); return Task.CompletedTask; };
+        List<TimeSpan> arrivals = RecordArrivals(server, time);
         server.EnqueueTokenFault(FakeFault.Json("{\"error\":\"invalid_request\",\"error_description\":\"try later\"}", 400));
 
         time.Advance(RenewPoint);
@@ -89,7 +94,8 @@ public sealed class TokenRefreshTests
         }
         await TestSupport.EventuallyAsync(() => !ReferenceEquals(Peek(provider), current), "callers get the renewed token");
 
-        TimeSpan[] seen = arrivals.ToArray();
+        TimeSpan[] seen;
+        lock (arrivals) seen = arrivals.ToArray();
         Assert.Equal(2, seen.Length);
         // Not before the 1 s pause; soon after it (a little later in simulated time only if this machine is slow).
         Assert.InRange(seen[1] - seen[0], TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3));
@@ -101,7 +107,7 @@ public sealed class TokenRefreshTests
     {
         var time = new ManualTimeProvider();
         await using FakeTopiServer server = StartServer(time);
-        using TopiTokenProvider provider = Provider(server, time, o => { Defaults(o); o.MaxTokenAttempts = 1; });
+        using TopiTokenProvider provider = Provider(server, time, DefaultsWithOneAttemptPerRenewal);
         TopiToken current = await provider.GetTokenAsync();
         server.TokenFailureRate = 1.0;
 
@@ -141,7 +147,7 @@ public sealed class TokenRefreshTests
         {
             var time = new ManualTimeProvider();
             await using FakeTopiServer server = StartServer(time);
-            using TopiTokenProvider provider = Provider(server, time, o => { Defaults(o); o.MaxTokenAttempts = 1; });
+            using TopiTokenProvider provider = Provider(server, time, DefaultsWithOneAttemptPerRenewal);
             TopiToken current = await provider.GetTokenAsync();
             server.EnqueueTokenFault(FakeFault.Json("{\"error\":\"invalid_request\",\"error_description\":\"" + marker + "\"}", 400));
 
@@ -205,7 +211,7 @@ public sealed class TokenRefreshTests
     {
         var time = new ManualTimeProvider();
         await using FakeTopiServer server = StartServer(time);
-        using TopiTokenProvider provider = Provider(server, time, o => { o.ExpirySkew = TimeSpan.FromSeconds(60); o.RefreshAhead = TimeSpan.Zero; });
+        using TopiTokenProvider provider = Provider(server, time, SkewWithoutRefreshAhead);
         TopiToken stale = await provider.GetTokenAsync();
 
         time.JumpWallClock(TimeSpan.FromHours(-3));

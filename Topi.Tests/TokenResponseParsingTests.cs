@@ -30,12 +30,7 @@ public sealed class TokenResponseParsingTests
     [InlineData("null", 7_200_000L)]
     public async Task ExpiresIn_UsableValue_SetsExpiresAt(string expiresInJson, long expectedMilliseconds)
     {
-        var time = new ManualTimeProvider(Start);
-        await using FakeTopiServer server = StartServer(time);
-        server.ExpiresInJson = expiresInJson;
-        using TopiTokenProvider provider = Provider(server, time);
-
-        TopiToken token = await provider.GetTokenAsync();
+        TopiToken token = await AcceptedAsync(server => server.ExpiresInJson = expiresInJson, new ManualTimeProvider(Start));
 
         Assert.Equal(Start + TimeSpan.FromMilliseconds(expectedMilliseconds), token.ExpiresAt);
     }
@@ -43,12 +38,7 @@ public sealed class TokenResponseParsingTests
     [Fact]
     public async Task ExpiresIn_Absent_DefaultsToTwoHours()
     {
-        var time = new ManualTimeProvider(Start);
-        await using FakeTopiServer server = StartServer(time);
-        server.OmitExpiresIn = true;
-        using TopiTokenProvider provider = Provider(server, time);
-
-        TopiToken token = await provider.GetTokenAsync();
+        TopiToken token = await AcceptedAsync(server => server.OmitExpiresIn = true, new ManualTimeProvider(Start));
 
         Assert.Equal(Start + TimeSpan.FromSeconds(7200), token.ExpiresAt);
     }
@@ -59,7 +49,7 @@ public sealed class TokenResponseParsingTests
         var time = new ManualTimeProvider(Start);
         await using FakeTopiServer server = StartServer(time);
         server.ExpiresInJson = "1e12";
-        using TopiTokenProvider provider = Provider(server, time, o => { o.RefreshAhead = TimeSpan.Zero; o.ExpirySkew = TimeSpan.FromSeconds(60); });
+        using TopiTokenProvider provider = Provider(server, time, SkewWithoutRefreshAhead);
 
         TopiToken first = await provider.GetTokenAsync();
         time.Advance(TimeSpan.FromHours(24) - TimeSpan.FromSeconds(61));
@@ -88,16 +78,12 @@ public sealed class TokenResponseParsingTests
     [InlineData("[3600]")]
     public async Task ExpiresIn_UnusableValue_Throws(string expiresInJson)
     {
-        await using FakeTopiServer server = StartServer();
-        server.ExpiresInJson = expiresInJson;
-        using TopiTokenProvider provider = Provider(server);
-
-        TopiAuthenticationException ex = await FailAsync(provider);
+        (TopiAuthenticationException ex, int tokenRequests) = await RefusedAsync(server => server.ExpiresInJson = expiresInJson);
 
         Assert.Equal(HttpStatusCode.OK, ex.StatusCode);
         Assert.Contains("expires_in", ex.Message);
         Assert.False(ex.IsTransient);
-        Assert.Equal(1, server.TokenRequests); // a malformed answer is not retried
+        Assert.Equal(1, tokenRequests); // a malformed answer is not retried
     }
 
     [Theory]
@@ -107,11 +93,7 @@ public sealed class TokenResponseParsingTests
     [InlineData("bEaReR")]
     public async Task TokenType_BearerInAnyCase_IsAccepted(string tokenType)
     {
-        await using FakeTopiServer server = StartServer();
-        server.TokenType = tokenType;
-        using TopiTokenProvider provider = Provider(server);
-
-        TopiToken token = await provider.GetTokenAsync();
+        TopiToken token = await AcceptedAsync(server => server.TokenType = tokenType);
 
         Assert.Equal("Bearer", token.TokenType);
     }
@@ -123,15 +105,11 @@ public sealed class TokenResponseParsingTests
     [InlineData("")]
     public async Task TokenType_NotBearer_Throws(string tokenType)
     {
-        await using FakeTopiServer server = StartServer();
-        server.TokenType = tokenType;
-        using TopiTokenProvider provider = Provider(server);
-
-        TopiAuthenticationException ex = await FailAsync(provider);
+        (TopiAuthenticationException ex, int tokenRequests) = await RefusedAsync(server => server.TokenType = tokenType);
 
         Assert.Equal(HttpStatusCode.OK, ex.StatusCode);
         Assert.Contains("token_type", ex.Message);
-        Assert.Equal(1, server.TokenRequests);
+        Assert.Equal(1, tokenRequests);
     }
 
     [Fact]
@@ -159,31 +137,24 @@ public sealed class TokenResponseParsingTests
     [InlineData("{\"access_token\":\"line\\r\\nbreak\",\"expires_in\":3600,\"token_type\":\"Bearer\"}")]
     public async Task AccessToken_MissingOrUnusable_Throws(string body)
     {
-        await using FakeTopiServer server = StartServer();
-        server.EnqueueTokenFault(FakeFault.Json(body));
-        using TopiTokenProvider provider = Provider(server);
-
-        TopiAuthenticationException ex = await FailAsync(provider);
+        (TopiAuthenticationException ex, int tokenRequests) = await RefusedAsync(server => server.EnqueueTokenFault(FakeFault.Json(body)));
 
         Assert.Equal(HttpStatusCode.OK, ex.StatusCode);
         Assert.Contains("access_token", ex.Message);
-        Assert.Equal(1, server.TokenRequests);
+        Assert.Equal(1, tokenRequests);
     }
 
     [Fact]
     public async Task OAuthError_InsideA200_ThrowsWithErrorSet()
     {
-        await using FakeTopiServer server = StartServer();
-        server.EnqueueTokenFault(FakeFault.Json("{\"error\":\"invalid_client\",\"error_description\":\"Client authentication failed\"}", 200));
-        using TopiTokenProvider provider = Provider(server);
-
-        TopiAuthenticationException ex = await FailAsync(provider);
+        (TopiAuthenticationException ex, int tokenRequests) = await RefusedAsync(server =>
+            server.EnqueueTokenFault(FakeFault.Json("{\"error\":\"invalid_client\",\"error_description\":\"Client authentication failed\"}", 200)));
 
         Assert.Equal(HttpStatusCode.OK, ex.StatusCode);
         Assert.Equal("invalid_client", ex.Error);
         Assert.Equal("Client authentication failed", ex.ErrorDescription);
         Assert.False(ex.IsTransient);
-        Assert.Equal(1, server.TokenRequests);
+        Assert.Equal(1, tokenRequests);
     }
 
     [Theory]
@@ -191,11 +162,7 @@ public sealed class TokenResponseParsingTests
     [InlineData(502)]
     public async Task HtmlPage_Throws_WithStatusAndAShortSanitizedExcerpt(int status)
     {
-        await using FakeTopiServer server = StartServer();
-        server.EnqueueTokenFault(FakeFault.Html(status));
-        using TopiTokenProvider provider = Provider(server, configure: o => o.MaxTokenAttempts = 1);
-
-        TopiAuthenticationException ex = await FailAsync(provider);
+        (TopiAuthenticationException ex, _) = await RefusedAsync(server => server.EnqueueTokenFault(FakeFault.Html(status)), o => o.MaxTokenAttempts = 1);
 
         Assert.Equal((HttpStatusCode)status, ex.StatusCode);
         if (status == 200) Assert.DoesNotContain("<title>", ex.Message); // a 2xx body may hold a token: never quoted
@@ -208,13 +175,11 @@ public sealed class TokenResponseParsingTests
     [Fact]
     public async Task HtmlPage_Long_ExcerptStaysShort()
     {
-        await using FakeTopiServer server = StartServer();
         var html = new StringBuilder("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n");
         for (int i = 0; i < 500; i++) html.Append("<p>\tline ").Append(i).Append(" of a very chatty proxy error page\r\n</p>\n");
-        server.EnqueueTokenFault(FakeFault.Status(502, html.Append("</body></html>").ToString(), "text/html"));
-        using TopiTokenProvider provider = Provider(server, configure: o => o.MaxTokenAttempts = 1);
+        string page = html.Append("</body></html>").ToString();
 
-        TopiAuthenticationException ex = await FailAsync(provider);
+        (TopiAuthenticationException ex, _) = await RefusedAsync(server => server.EnqueueTokenFault(FakeFault.Status(502, page, "text/html")), o => o.MaxTokenAttempts = 1);
 
         Assert.Equal(HttpStatusCode.BadGateway, ex.StatusCode);
         AssertSanitized(ex.Message);
@@ -225,11 +190,7 @@ public sealed class TokenResponseParsingTests
     [InlineData("")]
     public async Task EmptyBody_With200_Throws(string contentType)
     {
-        await using FakeTopiServer server = StartServer();
-        server.EnqueueTokenFault(FakeFault.Status(200, "", contentType));
-        using TopiTokenProvider provider = Provider(server);
-
-        TopiAuthenticationException ex = await FailAsync(provider);
+        (TopiAuthenticationException ex, _) = await RefusedAsync(server => server.EnqueueTokenFault(FakeFault.Status(200, "", contentType)));
 
         Assert.Equal(HttpStatusCode.OK, ex.StatusCode);
         Assert.Contains("empty", ex.Message);
@@ -241,15 +202,11 @@ public sealed class TokenResponseParsingTests
     [InlineData(5 * 1024 * 1024)]
     public async Task Body_Over64KiB_ThrowsWithStatus(int size)
     {
-        await using FakeTopiServer server = StartServer();
-        server.EnqueueTokenFault(FakeFault.Oversized(size));
-        using TopiTokenProvider provider = Provider(server);
-
-        TopiAuthenticationException ex = await FailAsync(provider);
+        (TopiAuthenticationException ex, int tokenRequests) = await RefusedAsync(server => server.EnqueueTokenFault(FakeFault.Oversized(size)));
 
         Assert.Contains("64 KiB", ex.Message);
         Assert.Equal(HttpStatusCode.OK, ex.StatusCode);
-        Assert.Equal(1, server.TokenRequests);
+        Assert.Equal(1, tokenRequests);
     }
 
     [Fact]
@@ -286,10 +243,7 @@ public sealed class TokenResponseParsingTests
     [Fact]
     public async Task Scopes_GuideString_ParsedAsSpaceSeparatedSetInServerOrder()
     {
-        await using FakeTopiServer server = StartServer(); // answers FakeTopiServer.GuideScope, byte for byte
-        using TopiTokenProvider provider = Provider(server);
-
-        TopiToken token = await provider.GetTokenAsync();
+        TopiToken token = await AcceptedAsync(); // the fake answers FakeTopiServer.GuideScope, byte for byte
 
         string[] expected =
         [
@@ -308,11 +262,7 @@ public sealed class TokenResponseParsingTests
     [Fact]
     public async Task Scopes_ExtraWhitespace_IsIgnored()
     {
-        await using FakeTopiServer server = StartServer();
-        server.Scope = "  seller-order:read   user-info:read ";
-        using TopiTokenProvider provider = Provider(server);
-
-        TopiToken token = await provider.GetTokenAsync();
+        TopiToken token = await AcceptedAsync(server => server.Scope = "  seller-order:read   user-info:read ");
 
         Assert.Equal(["seller-order:read", "user-info:read"], token.Scopes);
     }
@@ -320,11 +270,8 @@ public sealed class TokenResponseParsingTests
     [Fact]
     public async Task Scopes_AbsentFromResponse_AreTheRequestedOnes()
     {
-        await using FakeTopiServer server = StartServer();
-        server.EnqueueTokenFault(FakeFault.Json("{\"access_token\":\"" + server.IssueToken() + "\",\"token_type\":\"Bearer\",\"expires_in\":60}"));
-        using TopiTokenProvider provider = Provider(server);
-
-        TopiToken token = await provider.GetTokenAsync();
+        TopiToken token = await AcceptedAsync(server =>
+            server.EnqueueTokenFault(FakeFault.Json("{\"access_token\":\"" + server.IssueToken() + "\",\"token_type\":\"Bearer\",\"expires_in\":60}")));
 
         Assert.Equal(["client"], token.Scopes); // RFC 6749 §5.1: omitted scope = the requested scope
     }
@@ -332,14 +279,30 @@ public sealed class TokenResponseParsingTests
     [Fact]
     public async Task TopiToken_ToString_IsRedacted()
     {
-        await using FakeTopiServer server = StartServer();
-        using TopiTokenProvider provider = Provider(server);
-
-        TopiToken token = await provider.GetTokenAsync();
+        TopiToken token = await AcceptedAsync();
 
         Assert.False(token.ToString().Contains(token.AccessToken, StringComparison.Ordinal), "ToString shows the token");
         Assert.False(token.ToString().Contains(token.AccessToken.Split('.')[1], StringComparison.Ordinal), "ToString shows the token's payload");
         Assert.Contains("redacted", token.ToString());
+    }
+
+    // The first token a fresh provider gets from a fake server (on `time`) that `arrange` has set up.
+    private static async Task<TopiToken> AcceptedAsync(Action<FakeTopiServer>? arrange = null, ManualTimeProvider? time = null)
+    {
+        await using FakeTopiServer server = StartServer(time);
+        arrange?.Invoke(server);
+        using TopiTokenProvider provider = Provider(server, time);
+        return await provider.GetTokenAsync();
+    }
+
+    // What a fresh provider's first GetTokenAsync throws when `arrange` has set up the fake server's answer, and how
+    // many token requests the server saw.
+    private static async Task<(TopiAuthenticationException Error, int TokenRequests)> RefusedAsync(Action<FakeTopiServer> arrange, Action<TopiOptions>? configure = null)
+    {
+        await using FakeTopiServer server = StartServer();
+        arrange(server);
+        using TopiTokenProvider provider = Provider(server, configure: configure);
+        return (await FailAsync(provider), server.TokenRequests);
     }
 
     private static string PaddedTokenBody(string jwt, int totalBytes)

@@ -41,12 +41,36 @@ internal static class TokenTestKit
         return new TopiTokenProvider(options);
     }
 
+    /// <summary>A 60 s expiry skew and no refresh-ahead: a token is served from the cache until 60 s before it expires, then
+    /// the next caller renews it.</summary>
+    public static void SkewWithoutRefreshAhead(TopiOptions options)
+    {
+        options.ExpirySkew = TimeSpan.FromSeconds(60);
+        options.RefreshAhead = TimeSpan.Zero;
+    }
+
     /// <summary>Holds every token request at the server until the returned source is completed.</summary>
     public static TaskCompletionSource HoldTokenEndpoint(FakeTopiServer server)
     {
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         server.OnTokenRequest = () => gate.Task;
         return gate;
+    }
+
+    /// <summary>
+    /// Records the time on <paramref name="time"/> (from now) at which each token request reaches the server. A request
+    /// arrives no earlier than it was sent, so "arrived at or after T" proves "not sent before T" whatever the threads' timing.
+    /// </summary>
+    public static List<TimeSpan> RecordArrivals(FakeTopiServer server, ManualTimeProvider time)
+    {
+        var arrivals = new List<TimeSpan>();
+        long origin = time.GetTimestamp();
+        server.OnTokenRequest = () =>
+        {
+            lock (arrivals) arrivals.Add(time.GetElapsedTime(origin));
+            return Task.CompletedTask;
+        };
+        return arrivals;
     }
 
     /// <summary>The token a call returns synchronously (cache hit or refresh-ahead), or null when the call would wait.</summary>

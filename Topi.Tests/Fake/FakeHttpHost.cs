@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
@@ -20,112 +19,30 @@ internal sealed class FakeHttpHost : IAsyncDisposable
     private const long MaxBodyBytes = 64L * 1024 * 1024;
     private static readonly TimeSpan DisposeWait = TimeSpan.FromSeconds(10);
 
-    private readonly TcpListener _listener;
     private readonly Func<FakeHttpExchange, CancellationToken, Task> _handler;
-    private readonly CancellationTokenSource _shutdown = new();
-    private readonly ConcurrentDictionary<Socket, byte> _sockets = new();
-    private readonly ConcurrentDictionary<Task, byte> _connections = new();
-    private readonly object _disposeLock = new();
-    private Task _acceptLoop = Task.CompletedTask;
-    private Task? _disposeTask;
+    private LoopbackListener _listener = null!;
 
-    private FakeHttpHost(TcpListener listener, Func<FakeHttpExchange, CancellationToken, Task> handler)
-    {
-        _listener = listener;
-        _handler = handler;
-        Port = ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private FakeHttpHost(Func<FakeHttpExchange, CancellationToken, Task> handler) => _handler = handler;
 
-    public int Port { get; }
+    public int Port => _listener.Port;
 
     public static FakeHttpHost Start(Func<FakeHttpExchange, CancellationToken, Task> handler)
     {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start(1024);
-        var host = new FakeHttpHost(listener, handler);
-        host._acceptLoop = Task.Run(host.AcceptLoopAsync);
+        var host = new FakeHttpHost(handler);
+        // On dispose, an exchange in progress may finish before its connection is closed.
+        host._listener = LoopbackListener.Start(backlog: 1024, DisposeWait, closeConnectionsFirst: false, host.ServeConnectionAsync);
         return host;
     }
 
-    public ValueTask DisposeAsync()
-    {
-        lock (_disposeLock)
-        {
-            return new ValueTask(_disposeTask ??= Task.Run(DisposeCoreAsync));
-        }
-    }
+    public ValueTask DisposeAsync() => _listener.DisposeAsync();
 
-    private async Task DisposeCoreAsync()
-    {
-        try
-        {
-            _shutdown.Cancel();
-        }
-        catch (AggregateException)
-        {
-            // a registration threw; nothing to do
-        }
-
-        try
-        {
-            _listener.Stop();
-        }
-        catch (Exception)
-        {
-            // already stopped
-        }
-
-        await Quietly(_acceptLoop.WaitAsync(DisposeWait)).ConfigureAwait(false);
-        await Quietly(Task.WhenAll(_connections.Keys.ToArray()).WaitAsync(DisposeWait)).ConfigureAwait(false);
-        foreach (var socket in _sockets.Keys)
-        {
-            CloseQuietly(socket);
-        }
-
-        _shutdown.Dispose();
-    }
-
-    private static Task Quietly(Task task) => task.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-
-    private async Task AcceptLoopAsync()
-    {
-        var ct = _shutdown.Token;
-        while (!ct.IsCancellationRequested)
-        {
-            Socket socket;
-            try
-            {
-                socket = await _listener.AcceptSocketAsync(ct).ConfigureAwait(false);
-            }
-            catch (Exception)
-            {
-                if (ct.IsCancellationRequested)
-                {
-                    return;
-                }
-
-                continue;
-            }
-
-            _sockets.TryAdd(socket, 0);
-            var connection = Task.Run(() => ServeConnectionAsync(socket, ct));
-            _connections.TryAdd(connection, 0);
-            _ = connection.ContinueWith(
-                static (t, state) => ((ConcurrentDictionary<Task, byte>)state!).TryRemove(t, out _),
-                _connections,
-                CancellationToken.None,
-                TaskContinuationOptions.ExecuteSynchronously,
-                TaskScheduler.Default);
-        }
-    }
-
+    // Serves requests until the client closes the connection or a response closes it, then ends it with a FIN. An
+    // exchange that was dropped or cut short (or a failure) returns or throws instead, and the listener closes the
+    // socket without a FIN.
     private async Task ServeConnectionAsync(Socket socket, CancellationToken ct)
     {
-        var closeGracefully = true;
-        try
+        using (var stream = new NetworkStream(socket, ownsSocket: false))
         {
-            socket.NoDelay = true;
-            using var stream = new NetworkStream(socket, ownsSocket: false);
             var reader = new Reader(stream);
             while (!ct.IsCancellationRequested)
             {
@@ -159,15 +76,13 @@ internal sealed class FakeHttpHost : IAsyncDisposable
                     }
                     else
                     {
-                        closeGracefully = false; // a response was cut short
-                        break;
+                        return; // a response was cut short
                     }
                 }
 
                 if (exchange.Dropped)
                 {
-                    closeGracefully = false;
-                    break;
+                    return;
                 }
 
                 if (!exchange.Completed)
@@ -181,40 +96,8 @@ internal sealed class FakeHttpHost : IAsyncDisposable
                 }
             }
         }
-        catch (Exception)
-        {
-            // the client went away mid-exchange, or the server is shutting down
-            closeGracefully = false;
-        }
-        finally
-        {
-            if (closeGracefully)
-            {
-                try
-                {
-                    socket.Shutdown(SocketShutdown.Send);
-                }
-                catch (Exception)
-                {
-                    // already gone
-                }
-            }
 
-            CloseQuietly(socket);
-            _sockets.TryRemove(socket, out _);
-        }
-    }
-
-    private static void CloseQuietly(Socket socket)
-    {
-        try
-        {
-            socket.Dispose();
-        }
-        catch (Exception)
-        {
-            // already gone
-        }
+        LoopbackListener.CloseGracefully(socket);
     }
 
     private static async Task<FakeHttpRequest?> ReadRequestAsync(Reader reader, Stream stream, CancellationToken ct)

@@ -1,6 +1,4 @@
-using System.Collections.Concurrent;
 using System.Globalization;
-using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
@@ -45,23 +43,16 @@ public sealed class RawFaultServer : IDisposable, IAsyncDisposable
     private const int MaxHeaderBytes = 64 * 1024;
     private static readonly TimeSpan DisposeWait = TimeSpan.FromSeconds(5);
 
-    private readonly TcpListener _listener;
-    private readonly CancellationTokenSource _shutdown = new();
-    private readonly ConcurrentDictionary<Socket, byte> _sockets = new();
-    private readonly ConcurrentDictionary<Task, byte> _handlers = new();
-    private readonly object _disposeLock = new();
-    private Task _acceptLoop = Task.CompletedTask;
-    private Task? _disposeTask;
+    private readonly LoopbackListener _listener;
     private long _trickleDelayTicks = TimeSpan.FromSeconds(1).Ticks;
     private volatile bool _trickleBodyOnly;
-    private int _connections;
 
-    private RawFaultServer(RawFault fault, TcpListener listener)
+    private RawFaultServer(RawFault fault)
     {
         Fault = fault;
-        _listener = listener;
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        BaseAddress = new Uri("http://127.0.0.1:" + port.ToString(CultureInfo.InvariantCulture) + "/");
+        // Some faults keep a connection open until disposal: dispose closes every connection at once.
+        _listener = LoopbackListener.Start(backlog: 512, DisposeWait, closeConnectionsFirst: true, HandleAsync);
+        BaseAddress = new Uri("http://127.0.0.1:" + _listener.Port.ToString(CultureInfo.InvariantCulture) + "/");
         TokenEndpoint = new Uri(BaseAddress, "oauth2/token");
     }
 
@@ -75,7 +66,7 @@ public sealed class RawFaultServer : IDisposable, IAsyncDisposable
     public Uri TokenEndpoint { get; }
 
     /// <summary>Connections accepted so far.</summary>
-    public int Connections => Volatile.Read(ref _connections);
+    public int Connections => _listener.Accepted;
 
     /// <summary>The pause between two bytes of a <see cref="RawFault.Trickle"/> response. Default 1 s.</summary>
     public TimeSpan TrickleDelay
@@ -103,117 +94,17 @@ public sealed class RawFaultServer : IDisposable, IAsyncDisposable
             throw new ArgumentOutOfRangeException(nameof(fault));
         }
 
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start(512);
-        var server = new RawFaultServer(fault, listener);
-        server._acceptLoop = Task.Run(server.AcceptLoopAsync);
-        return server;
+        return new RawFaultServer(fault);
     }
 
     /// <summary>Stops listening, closes every connection and waits (bounded) for the handlers.</summary>
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
     /// <inheritdoc cref="Dispose"/>
-    public ValueTask DisposeAsync()
-    {
-        lock (_disposeLock)
-        {
-            _disposeTask ??= Task.Run(DisposeCoreAsync);
-            return new ValueTask(_disposeTask);
-        }
-    }
+    public ValueTask DisposeAsync() => _listener.DisposeAsync();
 
     /// <inheritdoc />
     public override string ToString() => $"RawFaultServer {BaseAddress} ({Fault})";
-
-    private async Task DisposeCoreAsync()
-    {
-        try
-        {
-            _shutdown.Cancel();
-        }
-        catch (AggregateException)
-        {
-            // ignored
-        }
-
-        try
-        {
-            _listener.Stop();
-        }
-        catch (Exception)
-        {
-            // ignored
-        }
-
-        foreach (var socket in _sockets.Keys)
-        {
-            CloseQuietly(socket);
-        }
-
-        await _acceptLoop.WaitAsync(DisposeWait).ContinueWith(static _ => { }, TaskScheduler.Default).ConfigureAwait(false);
-        var pending = _handlers.Keys.ToArray();
-        await Task.WhenAll(pending).WaitAsync(DisposeWait).ContinueWith(static _ => { }, TaskScheduler.Default).ConfigureAwait(false);
-        _shutdown.Dispose();
-    }
-
-    private async Task AcceptLoopAsync()
-    {
-        var ct = _shutdown.Token;
-        while (!ct.IsCancellationRequested)
-        {
-            Socket socket;
-            try
-            {
-                socket = await _listener.AcceptSocketAsync(ct).ConfigureAwait(false);
-            }
-            catch (Exception)
-            {
-                if (ct.IsCancellationRequested)
-                {
-                    return;
-                }
-
-                continue;
-            }
-
-            Interlocked.Increment(ref _connections);
-            _sockets.TryAdd(socket, 0);
-            if (ct.IsCancellationRequested)
-            {
-                CloseQuietly(socket);
-                _sockets.TryRemove(socket, out _);
-                return;
-            }
-
-            var handler = Task.Run(() => HandleSafelyAsync(socket, ct));
-            _handlers.TryAdd(handler, 0);
-            _ = handler.ContinueWith(
-                static (t, state) => ((ConcurrentDictionary<Task, byte>)state!).TryRemove(t, out _),
-                _handlers,
-                CancellationToken.None,
-                TaskContinuationOptions.ExecuteSynchronously,
-                TaskScheduler.Default);
-        }
-    }
-
-    private async Task HandleSafelyAsync(Socket socket, CancellationToken ct)
-    {
-        try
-        {
-            socket.NoDelay = true;
-            await HandleAsync(socket, ct).ConfigureAwait(false);
-        }
-        catch (Exception)
-        {
-            // the client went away, or we are shutting down
-        }
-        finally
-        {
-            CloseQuietly(socket);
-            _sockets.TryRemove(socket, out _);
-        }
-    }
 
     private async Task HandleAsync(Socket socket, CancellationToken ct)
     {
@@ -231,7 +122,7 @@ public sealed class RawFaultServer : IDisposable, IAsyncDisposable
 
             case RawFault.TruncatedBody:
                 await SendAsync(socket, Head(100) + TokenJson[..10], ct).ConfigureAwait(false);
-                GracefulClose(socket);
+                LoopbackListener.CloseGracefully(socket);
                 return;
 
             case RawFault.HeadersNeverFinish:
@@ -241,7 +132,7 @@ public sealed class RawFaultServer : IDisposable, IAsyncDisposable
 
             case RawFault.ContentLengthTooLarge:
                 await SendAsync(socket, Head(Encoding.UTF8.GetByteCount(TokenJson) + 50) + TokenJson, ct).ConfigureAwait(false);
-                GracefulClose(socket);
+                LoopbackListener.CloseGracefully(socket);
                 return;
 
             case RawFault.Trickle:
@@ -267,13 +158,13 @@ public sealed class RawFaultServer : IDisposable, IAsyncDisposable
                     await socket.SendAsync(body.AsMemory(i, 1), SocketFlags.None, ct).ConfigureAwait(false);
                 }
 
-                GracefulClose(socket);
+                LoopbackListener.CloseGracefully(socket);
                 return;
             }
 
             default:
                 await SendAsync(socket, Head(Encoding.UTF8.GetByteCount(TokenJson)) + TokenJson, ct).ConfigureAwait(false);
-                GracefulClose(socket);
+                LoopbackListener.CloseGracefully(socket);
                 return;
         }
     }
@@ -348,31 +239,5 @@ public sealed class RawFaultServer : IDisposable, IAsyncDisposable
         }
 
         return true;
-    }
-
-    private static void GracefulClose(Socket socket)
-    {
-        try
-        {
-            socket.Shutdown(SocketShutdown.Send);
-        }
-        catch (Exception)
-        {
-            // ignored
-        }
-
-        CloseQuietly(socket);
-    }
-
-    private static void CloseQuietly(Socket socket)
-    {
-        try
-        {
-            socket.Dispose();
-        }
-        catch (Exception)
-        {
-            // ignored
-        }
     }
 }

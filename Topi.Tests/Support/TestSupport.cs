@@ -20,6 +20,10 @@ public static class TestSupport
     public static TopiEnvironment EnvironmentFor(FakeTopiServer server) =>
         new(server.EnvironmentName, server.TokenEndpoint, server.BaseAddress);
 
+    /// <summary>The API requests <paramref name="server"/> has seen (not the token requests), in order.</summary>
+    public static List<RecordedRequest> ApiRequests(FakeTopiServer server) =>
+        server.Requests.Where(r => r.Kind == FakeEndpointKind.Api).ToList();
+
     /// <summary>
     /// Waits until <paramref name="condition"/> holds, for work that finishes on another thread (a
     /// background renewal). The outcome is deterministic; only the wait is bounded.

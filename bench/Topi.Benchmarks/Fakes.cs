@@ -1,6 +1,6 @@
 // In-process fakes shared by the benchmarks and the plain modes: a token endpoint (also serving MSAL's
 // OIDC discovery), a terminal handler with a cached response, the lower-bound and hand-written caches,
-// and a minimal keep-alive HTTP/1.1 server on 127.0.0.1.
+// the token caches as contenders of the plain modes, and a minimal keep-alive HTTP/1.1 server on 127.0.0.1.
 
 using System;
 using System.Diagnostics;
@@ -261,6 +261,83 @@ namespace Topi.Benchmarks
             {
                 _lock.Release();
             }
+        }
+    }
+
+    /// <summary>
+    /// A token cache under test in the plain modes, made anew on a token endpoint for each run. A renewal worker asks
+    /// with <see cref="Call"/> (blocking only when the call did not complete synchronously); a stampede caller with
+    /// <see cref="CallAsync"/> (awaiting, then stamping the time it got the token).
+    /// </summary>
+    internal abstract class TokenContender
+    {
+        internal abstract string Name { get; }
+        internal abstract void Create(TokenEndpointHandler endpoint);
+        // Returns true when the call completed synchronously; otherwise it waited (blocking this worker thread).
+        internal abstract bool Call(out int length);
+        // Awaits a token, then sets done[index] to the Stopwatch timestamp at which it came.
+        internal abstract Task CallAsync(long[] done, int index);
+        internal virtual void Release() { }
+    }
+
+    internal sealed class TopiContender : TokenContender
+    {
+        private TopiTokenProvider _p = null!;
+        internal override string Name => "Topi";
+        internal override void Create(TokenEndpointHandler endpoint) => _p = new TopiTokenProvider(Bench.Options(), endpoint);
+        internal override bool Call(out int length)
+        {
+            ValueTask<TopiToken> pending = _p.GetTokenAsync();
+            if (pending.IsCompletedSuccessfully) { length = pending.Result.AccessToken.Length; return true; }
+            length = pending.AsTask().GetAwaiter().GetResult().AccessToken.Length;
+            return false;
+        }
+        internal override async Task CallAsync(long[] done, int index)
+        {
+            TopiToken token = await _p.GetTokenAsync().ConfigureAwait(false);
+            done[index] = Stopwatch.GetTimestamp();
+            if (token.AccessToken.Length == 0) throw new InvalidOperationException();
+        }
+        internal override void Release() => _p.Dispose();
+    }
+
+    internal sealed class HandWrittenContender : TokenContender
+    {
+        private HandWrittenCache _c = null!;
+        internal override string Name => "Hand-written (SemaphoreSlim)";
+        internal override void Create(TokenEndpointHandler endpoint) => _c = new HandWrittenCache(new TokenFetcher(endpoint));
+        internal override bool Call(out int length)
+        {
+            Task<string> pending = _c.GetTokenAsync();
+            if (pending.IsCompletedSuccessfully) { length = pending.Result.Length; return true; }
+            length = pending.GetAwaiter().GetResult().Length;
+            return false;
+        }
+        internal override async Task CallAsync(long[] done, int index)
+        {
+            string token = await _c.GetTokenAsync().ConfigureAwait(false);
+            done[index] = Stopwatch.GetTimestamp();
+            if (token.Length == 0) throw new InvalidOperationException();
+        }
+    }
+
+    internal sealed class MsalContender : TokenContender
+    {
+        private IConfidentialClientApplication _app = null!;
+        internal override string Name => "MSAL.NET 4.92.0";
+        internal override void Create(TokenEndpointHandler endpoint) => _app = Bench.Msal(endpoint);
+        internal override bool Call(out int length)
+        {
+            Task<AuthenticationResult> pending = _app.AcquireTokenForClient(Bench.MsalScopes).ExecuteAsync();
+            if (pending.IsCompletedSuccessfully) { length = pending.Result.AccessToken.Length; return true; }
+            length = pending.GetAwaiter().GetResult().AccessToken.Length;
+            return false;
+        }
+        internal override async Task CallAsync(long[] done, int index)
+        {
+            AuthenticationResult result = await _app.AcquireTokenForClient(Bench.MsalScopes).ExecuteAsync().ConfigureAwait(false);
+            done[index] = Stopwatch.GetTimestamp();
+            if (result.AccessToken.Length == 0) throw new InvalidOperationException();
         }
     }
 

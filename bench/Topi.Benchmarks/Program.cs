@@ -71,41 +71,19 @@ namespace Topi.Benchmarks
 
             if (interleaved)
             {
-                Console.WriteLine();
-                Console.WriteLine("load average: " + LoadAverage());
-                List<Interleaved.Row> rows = Interleaved.Run(shortMode);
-                report.AppendLine().AppendLine("## (3) and (4) interleaved in one process").AppendLine();
-                using var w = new StringWriter(report);
-                TextWriter old = Console.Out;
-                Console.SetOut(w);
-                Interleaved.Print(rows);
-                Console.SetOut(old);
+                PlainMode(report, "(3) and (4) interleaved in one process", () => Interleaved.Run(shortMode), Interleaved.Print);
             }
 
             if (stampede)
             {
-                Console.WriteLine();
-                Console.WriteLine("load average: " + LoadAverage());
-                List<Stampede.Row> rows = Stampede.Run(trials: shortMode ? 5 : 15, callers: 10_000, delay: TimeSpan.FromMilliseconds(5));
-                report.AppendLine().AppendLine("## (5) Cold-cache stampede").AppendLine();
-                using var w = new StringWriter(report);
-                TextWriter old = Console.Out;
-                Console.SetOut(w);
-                Stampede.Print(rows);
-                Console.SetOut(old);
+                PlainMode(report, "(5) Cold-cache stampede",
+                    () => Stampede.Run(trials: shortMode ? 5 : 15, callers: 10_000, delay: TimeSpan.FromMilliseconds(5)), Stampede.Print);
             }
 
             if (renewal)
             {
-                Console.WriteLine();
-                Console.WriteLine("load average: " + LoadAverage());
-                List<Renewal.Row> rows = Renewal.Run(TimeSpan.FromSeconds(shortMode ? 3 : 10), workers: 4, delay: TimeSpan.FromMilliseconds(5));
-                report.AppendLine().AppendLine("## (6) Token renewal under load").AppendLine();
-                using var w = new StringWriter(report);
-                TextWriter old = Console.Out;
-                Console.SetOut(w);
-                Renewal.Print(rows);
-                Console.SetOut(old);
+                PlainMode(report, "(6) Token renewal under load",
+                    () => Renewal.Run(TimeSpan.FromSeconds(shortMode ? 3 : 10), workers: 4, delay: TimeSpan.FromMilliseconds(5)), Renewal.Print);
             }
 
             Console.WriteLine("load average at end: " + LoadAverage());
@@ -137,6 +115,20 @@ namespace Topi.Benchmarks
             try { return File.ReadAllText("/proc/loadavg").Trim(); }
             catch (IOException) { return "n/a"; }
             catch (UnauthorizedAccessException) { return "n/a"; }
+        }
+
+        // Runs one plain mode, then appends its table (as its Print writes it) to the report under the heading.
+        private static void PlainMode<TRow>(StringBuilder report, string heading, Func<List<TRow>> run, Action<List<TRow>> print)
+        {
+            Console.WriteLine();
+            Console.WriteLine("load average: " + LoadAverage());
+            List<TRow> rows = run();
+            report.AppendLine().AppendLine("## " + heading).AppendLine();
+            using var w = new StringWriter(report);
+            TextWriter old = Console.Out;
+            Console.SetOut(w);
+            print(rows);
+            Console.SetOut(old);
         }
 
         private static bool Take(List<string> args, string flag) => args.RemoveAll(a => string.Equals(a, flag, StringComparison.OrdinalIgnoreCase)) > 0;

@@ -8,60 +8,11 @@ using System.Globalization;
 using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
-using Microsoft.Identity.Client;
 
 namespace Topi.Benchmarks
 {
     internal static class Stampede
     {
-        private abstract class Contender
-        {
-            internal abstract string Name { get; }
-            internal abstract void Create(TokenEndpointHandler endpoint);
-            internal abstract Task CallAsync(long[] done, int index);
-            internal virtual void Release() { }
-        }
-
-        private sealed class TopiContender : Contender
-        {
-            private TopiTokenProvider _p = null!;
-            internal override string Name => "Topi";
-            internal override void Create(TokenEndpointHandler endpoint) => _p = new TopiTokenProvider(Bench.Options(), endpoint);
-            internal override async Task CallAsync(long[] done, int index)
-            {
-                TopiToken token = await _p.GetTokenAsync().ConfigureAwait(false);
-                done[index] = Stopwatch.GetTimestamp();
-                if (token.AccessToken.Length == 0) throw new InvalidOperationException();
-            }
-            internal override void Release() => _p.Dispose();
-        }
-
-        private sealed class HandWrittenContender : Contender
-        {
-            private HandWrittenCache _c = null!;
-            internal override string Name => "Hand-written (SemaphoreSlim)";
-            internal override void Create(TokenEndpointHandler endpoint) => _c = new HandWrittenCache(new TokenFetcher(endpoint));
-            internal override async Task CallAsync(long[] done, int index)
-            {
-                string token = await _c.GetTokenAsync().ConfigureAwait(false);
-                done[index] = Stopwatch.GetTimestamp();
-                if (token.Length == 0) throw new InvalidOperationException();
-            }
-        }
-
-        private sealed class MsalContender : Contender
-        {
-            private IConfidentialClientApplication _app = null!;
-            internal override string Name => "MSAL.NET 4.92.0";
-            internal override void Create(TokenEndpointHandler endpoint) => _app = Bench.Msal(endpoint);
-            internal override async Task CallAsync(long[] done, int index)
-            {
-                AuthenticationResult result = await _app.AcquireTokenForClient(Bench.MsalScopes).ExecuteAsync().ConfigureAwait(false);
-                done[index] = Stopwatch.GetTimestamp();
-                if (result.AccessToken.Length == 0) throw new InvalidOperationException();
-            }
-        }
-
         internal sealed record Row(string Name, int Callers, int[] TokenRequests, int[] DiscoveryRequests,
             double ColdMs, double LaunchMs, double LastMs, double WakeMs, double Ratio);
 
@@ -71,7 +22,7 @@ namespace Topi.Benchmarks
             Console.WriteLine($"fresh provider/app and endpoint per trial, {trials} trials after one untimed warm-up trial, medians. Callers are started in a loop on one thread.");
             Console.WriteLine();
             var rows = new List<Row>();
-            foreach (Contender c in new Contender[] { new TopiContender(), new HandWrittenContender(), new MsalContender() })
+            foreach (TokenContender c in new TokenContender[] { new TopiContender(), new HandWrittenContender(), new MsalContender() })
             {
                 // Warm-up: JIT the cold and the stampede paths once.
                 Cold(c, delay);
@@ -116,7 +67,7 @@ namespace Topi.Benchmarks
             }
         }
 
-        private static double Cold(Contender c, TimeSpan delay)
+        private static double Cold(TokenContender c, TimeSpan delay)
         {
             var endpoint = new TokenEndpointHandler(delay);
             c.Create(endpoint);
@@ -129,7 +80,7 @@ namespace Topi.Benchmarks
             return ms;
         }
 
-        private static (double LaunchMs, double LastMs, double WakeMs, int TokenRequests, int Discovery) Storm(Contender c, int callers, TimeSpan delay)
+        private static (double LaunchMs, double LastMs, double WakeMs, int TokenRequests, int Discovery) Storm(TokenContender c, int callers, TimeSpan delay)
         {
             var endpoint = new TokenEndpointHandler(delay);
             c.Create(endpoint);
