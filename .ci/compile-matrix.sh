@@ -160,70 +160,50 @@ run_matrix_build() {
 # 2. Two assemblies, each with its own internal copy of Topi.cs
 # ---------------------------------------------------------------------------------------------
 
-write_two_assembly_projects() {
-    local dir="$WORK/two"
-    mkdir -p "$dir/LibA" "$dir/LibB" "$dir/Consumer" "$dir/Probe"
-    # name tfm outputtype sources references
-    local common='    <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
+# write_two_project <csproj> <tfm> <outputtype, or "" for a library> <item>...
+# An item ending in .csproj becomes a ProjectReference, any other a Compile include.
+write_two_project() {
+    local proj="$1" tfm="$2" outputtype="$3" item
+    shift 3
+    {
+        echo '<Project Sdk="Microsoft.NET.Sdk">'
+        echo '  <PropertyGroup>'
+        echo "    <TargetFramework>$tfm</TargetFramework>"
+        if [[ -n "$outputtype" ]]; then echo "    <OutputType>$outputtype</OutputType>"; fi
+        cat <<'EOF'
+    <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
     <MSBuildTreatWarningsAsErrors>true</MSBuildTreatWarningsAsErrors>
     <AnalysisLevel>latest-recommended</AnalysisLevel>
     <IsAotCompatible>true</IsAotCompatible>
     <GenerateDocumentationFile>true</GenerateDocumentationFile>
     <Nullable>enable</Nullable>
     <ImplicitUsings>disable</ImplicitUsings>
-    <EnableDefaultCompileItems>false</EnableDefaultCompileItems>'
-    cat > "$dir/LibA/LibA.csproj" <<EOF
-<Project Sdk="Microsoft.NET.Sdk">
-  <PropertyGroup>
-    <TargetFramework>net8.0</TargetFramework>
-$common
+    <EnableDefaultCompileItems>false</EnableDefaultCompileItems>
   </PropertyGroup>
   <ItemGroup>
-    <Compile Include="$TOPI" />
-    <Compile Include="$TEMPLATES/two-assemblies/AlphaService.cs" />
-  </ItemGroup>
-</Project>
 EOF
-    cat > "$dir/LibB/LibB.csproj" <<EOF
-<Project Sdk="Microsoft.NET.Sdk">
-  <PropertyGroup>
-    <TargetFramework>net10.0</TargetFramework>
-$common
-  </PropertyGroup>
-  <ItemGroup>
-    <Compile Include="$TOPI" />
-    <Compile Include="$TEMPLATES/two-assemblies/BetaService.cs" />
-    <ProjectReference Include="../LibA/LibA.csproj" />
-  </ItemGroup>
-</Project>
-EOF
-    cat > "$dir/Consumer/Consumer.csproj" <<EOF
-<Project Sdk="Microsoft.NET.Sdk">
-  <PropertyGroup>
-    <TargetFramework>net10.0</TargetFramework>
-    <OutputType>Exe</OutputType>
-$common
-  </PropertyGroup>
-  <ItemGroup>
-    <Compile Include="$TEMPLATES/two-assemblies/Consumer.cs" />
-    <ProjectReference Include="../LibA/LibA.csproj" />
-    <ProjectReference Include="../LibB/LibB.csproj" />
-  </ItemGroup>
-</Project>
-EOF
-    cat > "$dir/Probe/Probe.csproj" <<EOF
-<Project Sdk="Microsoft.NET.Sdk">
-  <PropertyGroup>
-    <TargetFramework>net10.0</TargetFramework>
-    <OutputType>Exe</OutputType>
-$common
-  </PropertyGroup>
-  <ItemGroup>
-    <Compile Include="$TEMPLATES/two-assemblies/InternalProbe.cs" />
-    <ProjectReference Include="../LibA/LibA.csproj" />
-  </ItemGroup>
-</Project>
-EOF
+        for item in "$@"; do
+            case "$item" in
+                *.csproj) echo "    <ProjectReference Include=\"$item\" />" ;;
+                *) echo "    <Compile Include=\"$item\" />" ;;
+            esac
+        done
+        echo '  </ItemGroup>'
+        echo '</Project>'
+    } > "$proj"
+}
+
+write_two_assembly_projects() {
+    local dir="$WORK/two"
+    mkdir -p "$dir/LibA" "$dir/LibB" "$dir/Consumer" "$dir/Probe"
+    write_two_project "$dir/LibA/LibA.csproj" net8.0 "" \
+        "$TOPI" "$TEMPLATES/two-assemblies/AlphaService.cs"
+    write_two_project "$dir/LibB/LibB.csproj" net10.0 "" \
+        "$TOPI" "$TEMPLATES/two-assemblies/BetaService.cs" ../LibA/LibA.csproj
+    write_two_project "$dir/Consumer/Consumer.csproj" net10.0 Exe \
+        "$TEMPLATES/two-assemblies/Consumer.cs" ../LibA/LibA.csproj ../LibB/LibB.csproj
+    write_two_project "$dir/Probe/Probe.csproj" net10.0 Exe \
+        "$TEMPLATES/two-assemblies/InternalProbe.cs" ../LibA/LibA.csproj
 }
 
 run_two_assemblies() {

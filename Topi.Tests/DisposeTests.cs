@@ -35,32 +35,15 @@ public sealed class DisposeTests
     }
 
     [Fact]
-    public async Task Dispose_WhileGetAsyncWaitsForApi_CallEndsAsDisposedOrCanceled()
-    {
-        await using var server = FakeTopiServer.Start();
-        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var client = new TopiClient(TestSupport.OptionsFor(server));
-        try
-        {
-            await client.TokenProvider.GetTokenAsync();
-            server.EnqueueApiFault(FakeFault.Gate(gate.Task));
-            Task<HsShippingMethodPage> call = client.GetAsync("v1/shipping-method?page=0", HsJsonContext.Default.HsShippingMethodPage);
-            await TestSupport.EventuallyAsync(() => server.ApiRequests == 1, "the API request reached the server");
-
-            client.Dispose();
-            Exception? ex = await Record.ExceptionAsync(() => call.WaitAsync(TimeSpan.FromSeconds(10)));
-
-            AssertEndedByDisposal(ex);
-        }
-        finally
-        {
-            gate.TrySetResult();
-            client.Dispose();
-        }
-    }
+    public Task Dispose_WhileGetAsyncWaitsForApi_CallEndsAsDisposedOrCanceled() =>
+        AssertDisposeWhileApiWaitsEndsCallAsync(client => client.GetAsync("v1/shipping-method?page=0", HsJsonContext.Default.HsShippingMethodPage));
 
     [Fact]
-    public async Task Dispose_WhileDeleteAsyncWaitsForApi_CallEndsAsDisposedOrCanceled()
+    public Task Dispose_WhileDeleteAsyncWaitsForApi_CallEndsAsDisposedOrCanceled() =>
+        AssertDisposeWhileApiWaitsEndsCallAsync(client => client.DeleteAsync("v1/shipping-method/m-1"));
+
+    // Holds the API request at the server, disposes the client, and checks how the call ended.
+    private static async Task AssertDisposeWhileApiWaitsEndsCallAsync(Func<TopiClient, Task> startCall)
     {
         await using var server = FakeTopiServer.Start();
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -69,7 +52,7 @@ public sealed class DisposeTests
         {
             await client.TokenProvider.GetTokenAsync();
             server.EnqueueApiFault(FakeFault.Gate(gate.Task));
-            Task call = client.DeleteAsync("v1/shipping-method/m-1");
+            Task call = startCall(client);
             await TestSupport.EventuallyAsync(() => server.ApiRequests == 1, "the API request reached the server");
 
             client.Dispose();

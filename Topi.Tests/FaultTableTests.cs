@@ -869,43 +869,28 @@ internal static class FaultTable
         });
 
         // ---- token endpoint: expires_in and token_type edge cases -----------------------------------
-        rows.Add(new FaultRow
+        // A usable expires_in sets the token's lifetime; zero or negative (lifetime null) is rejected.
+        foreach (var (label, expiresInJson, lifetime) in new (string, string, TimeSpan?)[]
         {
-            Name = "token expires_in as a string \"3600\"",
-            Endpoint = FaultEndpoint.Token,
-            Act = FaultAct.Token,
-            Arrange = ctx => ctx.Server.ExpiresInJson = "\"3600\"",
-            Expect = FaultExpect.Success(tokenRequests: 1, apiRequests: 1),
-            VerifyToken = ExpiresAfter(TimeSpan.FromSeconds(3600)),
-        });
-
-        rows.Add(new FaultRow
+            ("as a string \"3600\"", "\"3600\"", TimeSpan.FromSeconds(3600)),
+            ("as a float 1.5", "1.5", TimeSpan.FromMilliseconds(1500)),
+            ("zero", "0", null),
+            ("negative", "-5", null),
+            ("absurdly large 1e12, capped at 24 h", "1e12", TimeSpan.FromHours(24)),
+        })
         {
-            Name = "token expires_in as a float 1.5",
-            Endpoint = FaultEndpoint.Token,
-            Act = FaultAct.Token,
-            Arrange = ctx => ctx.Server.ExpiresInJson = "1.5",
-            Expect = FaultExpect.Success(tokenRequests: 1, apiRequests: 1),
-            VerifyToken = ExpiresAfter(TimeSpan.FromMilliseconds(1500)),
-        });
-
-        rows.Add(new FaultRow
-        {
-            Name = "token expires_in zero",
-            Endpoint = FaultEndpoint.Token,
-            Act = FaultAct.Token,
-            Arrange = ctx => ctx.Server.ExpiresInJson = "0",
-            Expect = FaultExpect.Auth(200, transient: false, tokenRequests: 1),
-        });
-
-        rows.Add(new FaultRow
-        {
-            Name = "token expires_in negative",
-            Endpoint = FaultEndpoint.Token,
-            Act = FaultAct.Token,
-            Arrange = ctx => ctx.Server.ExpiresInJson = "-5",
-            Expect = FaultExpect.Auth(200, transient: false, tokenRequests: 1),
-        });
+            rows.Add(new FaultRow
+            {
+                Name = "token expires_in " + label,
+                Endpoint = FaultEndpoint.Token,
+                Act = FaultAct.Token,
+                Arrange = ctx => ctx.Server.ExpiresInJson = expiresInJson,
+                Expect = lifetime is null
+                    ? FaultExpect.Auth(200, transient: false, tokenRequests: 1)
+                    : FaultExpect.Success(tokenRequests: 1, apiRequests: 1),
+                VerifyToken = lifetime is { } expected ? ExpiresAfter(expected) : null,
+            });
+        }
 
         rows.Add(new FaultRow
         {
@@ -915,16 +900,6 @@ internal static class FaultTable
             Arrange = ctx => ctx.Server.OmitExpiresIn = true,
             Expect = FaultExpect.Success(tokenRequests: 1, apiRequests: 1),
             VerifyToken = ExpiresAfter(TimeSpan.FromSeconds(7200)),
-        });
-
-        rows.Add(new FaultRow
-        {
-            Name = "token expires_in absurdly large 1e12, capped at 24 h",
-            Endpoint = FaultEndpoint.Token,
-            Act = FaultAct.Token,
-            Arrange = ctx => ctx.Server.ExpiresInJson = "1e12",
-            Expect = FaultExpect.Success(tokenRequests: 1, apiRequests: 1),
-            VerifyToken = ExpiresAfter(TimeSpan.FromHours(24)),
         });
 
         rows.Add(new FaultRow

@@ -24,16 +24,12 @@ public sealed class RedirectSafetyTests
     [InlineData(503)]
     public async Task SendAsync_ApiRedirectsToForeignHost_ForeignHostNeverGetsBearerToken(int foreignStatus)
     {
-        await using var server = FakeTopiServer.Start(new FakeTopiServerOptions { ClientSecret = Secret });
-        await using var foreign = FakeTopiServer.Start();
-        using var provider = new TopiTokenProvider(TestSupport.OptionsFor(server));
-        using var http = FactoryStyleClient(provider);
-        ArrangeRedirect(server, foreign, foreignStatus);
-        TopiToken token = await provider.GetTokenAsync();
+        await using var redirect = await RedirectToForeignHost.ArrangeAsync(foreignStatus);
+        TopiToken token = redirect.Token;
 
-        Exception? failure = await SendIgnoringOutcomeAsync(http, server);
+        Exception? failure = await SendIgnoringOutcomeAsync(redirect.Http, redirect.Server);
 
-        var seen = foreign.Requests;
+        var seen = redirect.Foreign.Requests;
         Assert.False(seen.Any(r => (r.Header("Authorization") ?? "").StartsWith("Bearer", StringComparison.OrdinalIgnoreCase)),
             $"the foreign host received a bearer token ({seen.Count} request(s); the call ended with {Describe(failure)})");
         Assert.DoesNotContain(seen, r => (r.Header("Authorization") ?? "").Contains(token.AccessToken, StringComparison.Ordinal));
@@ -43,17 +39,13 @@ public sealed class RedirectSafetyTests
     public async Task SendAsync_ForeignHostAfterRedirectAnswers401_ValidTokenIsKept()
     {
         const int foreignStatus = 401;
-        await using var server = FakeTopiServer.Start(new FakeTopiServerOptions { ClientSecret = Secret });
-        await using var foreign = FakeTopiServer.Start();
-        using var provider = new TopiTokenProvider(TestSupport.OptionsFor(server));
-        using var http = FactoryStyleClient(provider);
-        ArrangeRedirect(server, foreign, foreignStatus);
-        TopiToken token = await provider.GetTokenAsync();
+        await using var redirect = await RedirectToForeignHost.ArrangeAsync(foreignStatus);
+        TopiToken token = redirect.Token;
 
-        Exception? failure = await SendIgnoringOutcomeAsync(http, server);
+        Exception? failure = await SendIgnoringOutcomeAsync(redirect.Http, redirect.Server);
 
-        Assert.True(server.TokenRequests == 1, $"a foreign host's {foreignStatus} made the client fetch another token ({server.TokenRequests} token requests; the call ended with {Describe(failure)})");
-        Assert.Same(token, TokenTestKit.Peek(provider)); // still cached, not invalidated
+        Assert.True(redirect.Server.TokenRequests == 1, $"a foreign host's {foreignStatus} made the client fetch another token ({redirect.Server.TokenRequests} token requests; the call ended with {Describe(failure)})");
+        Assert.Same(token, TokenTestKit.Peek(redirect.Provider)); // still cached, not invalidated
     }
 
     [Theory]
@@ -61,17 +53,12 @@ public sealed class RedirectSafetyTests
     [InlineData(503)]
     public async Task SendAsync_ForeignHostAfterRedirectRejects_NoReplayOrRetryToForeignHost(int foreignStatus)
     {
-        await using var server = FakeTopiServer.Start(new FakeTopiServerOptions { ClientSecret = Secret });
-        await using var foreign = FakeTopiServer.Start();
-        using var provider = new TopiTokenProvider(TestSupport.OptionsFor(server));
-        using var http = FactoryStyleClient(provider);
-        ArrangeRedirect(server, foreign, foreignStatus);
-        await provider.GetTokenAsync();
+        await using var redirect = await RedirectToForeignHost.ArrangeAsync(foreignStatus);
 
-        Exception? failure = await SendIgnoringOutcomeAsync(http, server);
+        Exception? failure = await SendIgnoringOutcomeAsync(redirect.Http, redirect.Server);
 
         // At most the one request the inner handler itself made when it followed the redirect.
-        Assert.True(foreign.ApiRequests <= 1, $"the foreign host got {foreign.ApiRequests} requests (replays or retries); the call ended with {Describe(failure)}");
+        Assert.True(redirect.Foreign.ApiRequests <= 1, $"the foreign host got {redirect.Foreign.ApiRequests} requests (replays or retries); the call ended with {Describe(failure)}");
     }
 
     [Fact]
@@ -108,11 +95,54 @@ public sealed class RedirectSafetyTests
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }
 
-    private static void ArrangeRedirect(FakeTopiServer server, FakeTopiServer foreign, int foreignStatus)
+    /// <summary>
+    /// The Seller API (<see cref="Server"/>) answers the next call with <c>302</c> to <see cref="Foreign"/>, which answers
+    /// <c>foreignStatus</c>; <see cref="Http"/> is a factory-style client whose provider already holds <see cref="Token"/>.
+    /// </summary>
+    private sealed class RedirectToForeignHost : IAsyncDisposable
     {
-        server.EnqueueApiFault(FakeFault.Status(302, "", "text/plain", ("Location", new Uri(foreign.BaseAddress, "steal").ToString())));
-        for (int i = 0; i < 6; i++)
-            foreign.EnqueueApiFault(FakeFault.Status(foreignStatus, foreignStatus == 401 ? FakeTopiServer.UnauthorizedBody : "\"busy\""));
+        private RedirectToForeignHost(FakeTopiServer server, FakeTopiServer foreign, TopiTokenProvider provider, HttpClient http)
+        {
+            Server = server;
+            Foreign = foreign;
+            Provider = provider;
+            Http = http;
+        }
+
+        public FakeTopiServer Server { get; }
+        public FakeTopiServer Foreign { get; }
+        public TopiTokenProvider Provider { get; }
+        public HttpClient Http { get; }
+        public TopiToken Token { get; private set; } = null!;
+
+        public static async Task<RedirectToForeignHost> ArrangeAsync(int foreignStatus)
+        {
+            var server = FakeTopiServer.Start(new FakeTopiServerOptions { ClientSecret = Secret });
+            var foreign = FakeTopiServer.Start();
+            var provider = new TopiTokenProvider(TestSupport.OptionsFor(server));
+            var redirect = new RedirectToForeignHost(server, foreign, provider, FactoryStyleClient(provider));
+            try
+            {
+                server.EnqueueApiFault(FakeFault.Status(302, "", "text/plain", ("Location", new Uri(foreign.BaseAddress, "steal").ToString())));
+                for (int i = 0; i < 6; i++)
+                    foreign.EnqueueApiFault(FakeFault.Status(foreignStatus, foreignStatus == 401 ? FakeTopiServer.UnauthorizedBody : "\"busy\""));
+                redirect.Token = await provider.GetTokenAsync();
+                return redirect;
+            }
+            catch
+            {
+                await redirect.DisposeAsync();
+                throw;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            Http.Dispose();
+            Provider.Dispose();
+            await Foreign.DisposeAsync();
+            await Server.DisposeAsync();
+        }
     }
 
     // The outcome for the caller is the fix's choice (the foreign response, or an exception); these tests look at the wire.

@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
 using System.Globalization;
-using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Topi.Testing;
 
 namespace Topi.Tests;
 
@@ -11,24 +11,22 @@ namespace Topi.Tests;
 /// (a body in UTF-16, a Content-Length the body never reaches, a reset right after the headers). Every connection
 /// carries one request: the server reads the request head and its Content-Length body, records it, and hands the
 /// connection to the test's script, which writes whatever bytes it wants and then either resets or closes.
+/// The socket plumbing (accept loop, bounded shutdown) is <see cref="LoopbackListener"/>'s.
 /// Prefixed "Rg" (regression) so it never clashes with other files' helpers.
 /// </summary>
 internal sealed class RgRawHttpServer : IAsyncDisposable
 {
-    private readonly TcpListener _listener;
-    private readonly Func<RgRawExchange, Task> _script;
-    private readonly CancellationTokenSource _shutdown = new();
-    private readonly ConcurrentDictionary<Socket, byte> _sockets = new();
-    private readonly ConcurrentDictionary<Task, byte> _handlers = new();
-    private readonly ConcurrentQueue<RgRawRequest> _requests = new();
-    private Task _acceptLoop = Task.CompletedTask;
-    private int _disposed;
+    private static readonly TimeSpan DisposeWait = TimeSpan.FromSeconds(5);
 
-    private RgRawHttpServer(TcpListener listener, Func<RgRawExchange, Task> script)
+    private readonly LoopbackListener _listener;
+    private readonly Func<RgRawExchange, Task> _script;
+    private readonly ConcurrentQueue<RgRawRequest> _requests = new();
+
+    private RgRawHttpServer(Func<RgRawExchange, Task> script)
     {
-        _listener = listener;
         _script = script;
-        BaseAddress = new Uri("http://127.0.0.1:" + ((IPEndPoint)listener.LocalEndpoint).Port.ToString(CultureInfo.InvariantCulture) + "/");
+        _listener = LoopbackListener.Start(backlog: 128, DisposeWait, closeConnectionsFirst: true, HandleAsync);
+        BaseAddress = new Uri("http://127.0.0.1:" + _listener.Port.ToString(CultureInfo.InvariantCulture) + "/");
     }
 
     /// <summary>The server's root, such as <c>http://127.0.0.1:5124/</c>.</summary>
@@ -41,14 +39,7 @@ internal sealed class RgRawHttpServer : IAsyncDisposable
     public IReadOnlyList<RgRawRequest> Requests => _requests.ToArray();
 
     /// <summary>Starts a server that answers each request with <paramref name="script"/>.</summary>
-    public static RgRawHttpServer Start(Func<RgRawExchange, Task> script)
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start(128);
-        var server = new RgRawHttpServer(listener, script);
-        server._acceptLoop = Task.Run(server.AcceptLoopAsync);
-        return server;
-    }
+    public static RgRawHttpServer Start(Func<RgRawExchange, Task> script) => new(script);
 
     /// <summary>The head of an HTTP/1.1 response with <c>Connection: close</c>; <paramref name="contentLength"/> may lie.</summary>
     public static byte[] Head(int status, string reason, string contentType, long contentLength, params (string Name, string Value)[] headers)
@@ -62,54 +53,17 @@ internal sealed class RgRawHttpServer : IAsyncDisposable
         return Encoding.ASCII.GetBytes(sb.ToString());
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        _shutdown.Cancel();
-        _listener.Stop();
-        foreach (Socket socket in _sockets.Keys) CloseQuietly(socket);
-        await Quietly(_acceptLoop.WaitAsync(TimeSpan.FromSeconds(5)));
-        await Quietly(Task.WhenAll(_handlers.Keys.ToArray()).WaitAsync(TimeSpan.FromSeconds(5)));
-        _shutdown.Dispose();
-    }
+    public ValueTask DisposeAsync() => _listener.DisposeAsync();
 
-    private async Task AcceptLoopAsync()
-    {
-        CancellationToken ct = _shutdown.Token;
-        while (!ct.IsCancellationRequested)
-        {
-            Socket socket;
-            try { socket = await _listener.AcceptSocketAsync(ct); }
-            catch (Exception) when (!ct.IsCancellationRequested) { continue; }
-            catch (Exception) { return; }
-            _sockets.TryAdd(socket, 0);
-            Task handler = Task.Run(() => HandleAsync(socket, ct));
-            _handlers.TryAdd(handler, 0);
-            _ = handler.ContinueWith(t => _handlers.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        }
-    }
-
+    // LoopbackListener swallows what this throws (the client went away, or the server is shutting down) and closes the socket.
     private async Task HandleAsync(Socket socket, CancellationToken ct)
     {
-        try
-        {
-            socket.NoDelay = true;
-            RgRawRequest? request = await ReadRequestAsync(socket, ct);
-            if (request is null) return;
-            _requests.Enqueue(request);
-            var exchange = new RgRawExchange(socket, request, ct);
-            await _script(exchange);
-            if (!exchange.Ended) exchange.Close();
-        }
-        catch (Exception)
-        {
-            // the client went away, or the server is shutting down
-        }
-        finally
-        {
-            CloseQuietly(socket);
-            _sockets.TryRemove(socket, out _);
-        }
+        RgRawRequest? request = await ReadRequestAsync(socket, ct);
+        if (request is null) return;
+        _requests.Enqueue(request);
+        var exchange = new RgRawExchange(socket, request, ct);
+        await _script(exchange);
+        if (!exchange.Ended) exchange.Close();
     }
 
     private static async Task<RgRawRequest?> ReadRequestAsync(Socket socket, CancellationToken ct)
@@ -149,18 +103,6 @@ internal sealed class RgRawHttpServer : IAsyncDisposable
         }
 
         return new RgRawRequest(start[0], start.Length > 1 ? start[1] : "", headers);
-    }
-
-    private static async Task Quietly(Task task)
-    {
-        try { await task; }
-        catch (Exception) { /* bounded wait on shutdown */ }
-    }
-
-    private static void CloseQuietly(Socket socket)
-    {
-        try { socket.Dispose(); }
-        catch (Exception) { /* already closed */ }
     }
 }
 
@@ -205,8 +147,6 @@ internal sealed class RgRawExchange
     public void Close()
     {
         Ended = true;
-        try { _socket.Shutdown(SocketShutdown.Send); }
-        catch (Exception) { /* the client already left */ }
-        _socket.Close();
+        LoopbackListener.CloseGracefully(_socket);
     }
 }
