@@ -729,6 +729,7 @@ namespace Topi
                 request.Headers.Authorization = token.AuthorizationHeader;
                 Task<HttpResponseMessage> sent = base.SendAsync(request, cancellationToken);
                 if (!sent.IsCompleted) return AwaitFirstSendAsync(request, token, sent, cancellationToken);
+                // Completed already, so reading Result cannot block.
                 if (sent.IsCompletedSuccessfully && !NeedsRetryLook(sent.Result.StatusCode)) return sent;
                 return SendSlowAsync(request, new ValueTask<TopiToken>(token), sent, cancellationToken);
             }
