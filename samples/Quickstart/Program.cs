@@ -20,9 +20,15 @@ static class Quickstart
     {
         string? id = Environment.GetEnvironmentVariable("TOPI_CLIENT_ID");
         string? secret = Environment.GetEnvironmentVariable("TOPI_CLIENT_SECRET");
-        string environmentName = Environment.GetEnvironmentVariable("TOPI_ENVIRONMENT") ?? "sandbox";
+        string? environmentName = Environment.GetEnvironmentVariable("TOPI_ENVIRONMENT");
+        if (string.IsNullOrWhiteSpace(environmentName)) environmentName = "sandbox";
         FakeTopiServer? fake = null;
         TopiOptions options;
+        if (string.IsNullOrWhiteSpace(id) != string.IsNullOrWhiteSpace(secret))
+        {
+            Console.Error.WriteLine("Set both TOPI_CLIENT_ID and TOPI_CLIENT_SECRET to talk to topi, or neither to use the embedded fake server.");
+            return 2;
+        }
         if (string.IsNullOrWhiteSpace(id) || string.IsNullOrWhiteSpace(secret))
         {
             fake = FakeTopiServer.Start(new FakeTopiServerOptions { ClientId = "quickstart", ClientSecret = "quickstart-secret", ShippingMethodCount = 5, PageSize = 2 });
@@ -44,7 +50,7 @@ static class Quickstart
             };
             if (environment is null)
             {
-                Console.Error.WriteLine($"TOPI_ENVIRONMENT must be 'sandbox' or 'production'.");
+                Console.Error.WriteLine("TOPI_ENVIRONMENT must be 'sandbox' or 'production'.");
                 return 2;
             }
             options = new TopiOptions { ClientId = id, ClientSecret = secret, Environment = environment };
