@@ -249,7 +249,14 @@ public sealed class AuthenticationHandlerTests
         server.RevokeAllTokens();
         TaskCompletionSource renewalGate = TokenTestKit.HoldTokenEndpoint(server);
 
+        // Hold the 20 requests at the server until all of them have arrived with the old token (otherwise a late
+        // starter would already find the token invalidated and wait for the new one), then let them meet their 401s.
+        var apiGate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        for (int i = 0; i < 20; i++) server.EnqueueApiFault(FakeFault.Gate(apiGate.Task));
+
         var calls = Enumerable.Range(0, 20).Select(_ => http.GetAsync(Api(server))).ToArray();
+        await TestSupport.EventuallyAsync(() => server.ApiRequests == 20, "20 requests arrived with the old token");
+        apiGate.SetResult();
         // Hold the renewal until every request has met its 401 with the same old token.
         await TestSupport.EventuallyAsync(() => server.UnauthorizedApiRequests == 20, "20 requests answered 401");
         await TestSupport.EventuallyAsync(() => server.TokenRequestsInFlight == 1, "the renewal reached the token endpoint");

@@ -16,31 +16,35 @@ public sealed class OptionsValidationTests
         Environment = Loopback,
     };
 
-    public static TheoryData<string, string?> BadCredentials => new()
+    // The values are secrets as far as the output goes: test names carry only a case label, never the value.
+    private static readonly Dictionary<string, (string Property, string? Value)> BadCredentialCases = new()
     {
-        { nameof(TopiOptions.ClientId), null },
-        { nameof(TopiOptions.ClientId), "" },
-        { nameof(TopiOptions.ClientId), "   " },
-        { nameof(TopiOptions.ClientId), "\t\r\n" },
-        { nameof(TopiOptions.ClientId), "id-LEAKME\r\nX-Injected: 1" },
-        { nameof(TopiOptions.ClientId), "id-LEAKME\n" },
-        { nameof(TopiOptions.ClientId), "id-LEAKME\0" },
-        { nameof(TopiOptions.ClientSecret), null },
-        { nameof(TopiOptions.ClientSecret), "" },
-        { nameof(TopiOptions.ClientSecret), " " },
-        { nameof(TopiOptions.ClientSecret), "\u00a0\u2003" },
-        { nameof(TopiOptions.ClientSecret), "secret-LEAKME\r\nX-Injected: 1" },
-        { nameof(TopiOptions.ClientSecret), "secret-LEAKME\r" },
-        { nameof(TopiOptions.ClientSecret), "secret-LEAKME\u0007bell" },
-        { nameof(TopiOptions.ClientSecret), "secret-LEAKME\u007f" },
-        { nameof(TopiOptions.ClientSecret), "secret-LEAKME\u0085" },
-        { nameof(TopiOptions.ClientSecret), "p@ss:w/rd+ü%&=LEAKME\u001b[31m" },
+        ["ClientId#0"] = (nameof(TopiOptions.ClientId), null),
+        ["ClientId#1"] = (nameof(TopiOptions.ClientId), ""),
+        ["ClientId#2"] = (nameof(TopiOptions.ClientId), "   "),
+        ["ClientId#3"] = (nameof(TopiOptions.ClientId), "\t\r\n"),
+        ["ClientId#4"] = (nameof(TopiOptions.ClientId), "id-LEAKME\r\nX-Injected: 1"),
+        ["ClientId#5"] = (nameof(TopiOptions.ClientId), "id-LEAKME\n"),
+        ["ClientId#6"] = (nameof(TopiOptions.ClientId), "id-LEAKME\0"),
+        ["ClientSecret#7"] = (nameof(TopiOptions.ClientSecret), null),
+        ["ClientSecret#8"] = (nameof(TopiOptions.ClientSecret), ""),
+        ["ClientSecret#9"] = (nameof(TopiOptions.ClientSecret), " "),
+        ["ClientSecret#10"] = (nameof(TopiOptions.ClientSecret), "\u00a0\u2003"),
+        ["ClientSecret#11"] = (nameof(TopiOptions.ClientSecret), "secret-LEAKME\r\nX-Injected: 1"),
+        ["ClientSecret#12"] = (nameof(TopiOptions.ClientSecret), "secret-LEAKME\r"),
+        ["ClientSecret#13"] = (nameof(TopiOptions.ClientSecret), "secret-LEAKME\u0007bell"),
+        ["ClientSecret#14"] = (nameof(TopiOptions.ClientSecret), "secret-LEAKME\u007f"),
+        ["ClientSecret#15"] = (nameof(TopiOptions.ClientSecret), "secret-LEAKME\u0085"),
+        ["ClientSecret#16"] = (nameof(TopiOptions.ClientSecret), "p@ss:w/rd+ü%&=LEAKME\u001b[31m"),
     };
+
+    public static TheoryData<string> BadCredentials => new(BadCredentialCases.Keys);
 
     [Theory]
     [MemberData(nameof(BadCredentials))]
-    public void Provider_BadCredential_ThrowsArgumentExceptionNamingThePropertyNotTheValue(string property, string? value)
+    public void Provider_BadCredential_ThrowsArgumentExceptionNamingThePropertyNotTheValue(string credentialCase)
     {
+        (string property, string? value) = BadCredentialCases[credentialCase];
         TopiOptions options = Valid();
         if (property == nameof(TopiOptions.ClientId)) options.ClientId = value!;
         else options.ClientSecret = value!;
@@ -54,8 +58,9 @@ public sealed class OptionsValidationTests
 
     [Theory]
     [MemberData(nameof(BadCredentials))]
-    public void Client_BadCredential_ThrowsArgumentExceptionNamingThePropertyNotTheValue(string property, string? value)
+    public void Client_BadCredential_ThrowsArgumentExceptionNamingThePropertyNotTheValue(string credentialCase)
     {
+        (string property, string? value) = BadCredentialCases[credentialCase];
         TopiOptions options = Valid();
         if (property == nameof(TopiOptions.ClientId)) options.ClientId = value!;
         else options.ClientSecret = value!;
@@ -66,14 +71,21 @@ public sealed class OptionsValidationTests
         AssertDoesNotEcho(ex, value);
     }
 
+    private static readonly Dictionary<string, string> UnusualSecrets = new()
+    {
+        ["reserved characters"] = "p@ss:w/rd+ü%&=",
+        ["leading and trailing spaces"] = " leading and trailing spaces ",
+        ["non-ASCII and an emoji"] = "ünïcödé-ßécret-🔑",
+    };
+
+    public static TheoryData<string> UnusualSecretCases => new(UnusualSecrets.Keys);
+
     [Theory]
-    [InlineData("p@ss:w/rd+ü%&=")]
-    [InlineData(" leading and trailing spaces ")]
-    [InlineData("ünïcödé-ßécret-🔑")]
-    public void Provider_UnusualButPrintableSecret_IsAccepted(string secret)
+    [MemberData(nameof(UnusualSecretCases))]
+    public void Provider_UnusualButPrintableSecret_IsAccepted(string secretCase)
     {
         TopiOptions options = Valid();
-        options.ClientSecret = secret;
+        options.ClientSecret = UnusualSecrets[secretCase];
 
         using var provider = new TopiTokenProvider(options);
 
