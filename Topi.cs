@@ -535,9 +535,7 @@ namespace Topi
                 }
                 catch (TopiAuthenticationException ex) when (ex.IsTransient && attempt < _options.MaxTokenAttempts && !linked.IsCancellationRequested)
                 {
-                    // Full-jitter backoff, or the server's Retry-After if longer; both capped by MaxRetryDelay.
-                    delay = TopiPlumbing.Min(_options.MaxRetryDelay,
-                        TopiPlumbing.Max(ex.RetryAfter ?? TimeSpan.Zero, TopiPlumbing.Backoff(_options.RetryBaseDelay, _options.MaxRetryDelay, attempt)));
+                    delay = TopiPlumbing.RetryDelay(_options, attempt, ex.RetryAfter);
                     if (_time.GetElapsedTime(start) + delay >= _options.RequestTimeout) throw; // no time left: report the real error
                 }
                 await Task.Delay(delay, _time, linked.Token).ConfigureAwait(false);
@@ -842,8 +840,7 @@ namespace Topi
                 }
                 if (retriesLeft == 0) return Finish(response, failure, activity);
 
-                TimeSpan delay = TopiPlumbing.Backoff(_options.RetryBaseDelay, _options.MaxRetryDelay, attempt);
-                if (retryAfter is TimeSpan serverDelay) delay = TopiPlumbing.Min(_options.MaxRetryDelay, TopiPlumbing.Max(delay, serverDelay));
+                TimeSpan delay = TopiPlumbing.RetryDelay(_options, attempt, retryAfter);
                 // No time left for the wait: the caller gets the real answer now rather than a timeout later.
                 if (time.GetElapsedTime(start) + delay >= _options.RequestTimeout) return Finish(response, failure, activity);
                 response?.Dispose();
@@ -1460,6 +1457,10 @@ namespace Topi
             }
             return null;
         }
+
+        // The wait before a retry: full-jitter backoff, or the server's Retry-After if longer; capped by MaxRetryDelay.
+        internal static TimeSpan RetryDelay(TopiOptions options, int attempt, TimeSpan? retryAfter) =>
+            Min(options.MaxRetryDelay, Max(retryAfter ?? TimeSpan.Zero, Backoff(options.RetryBaseDelay, options.MaxRetryDelay, attempt)));
 
         // Full jitter: a random delay below min(cap, base * 2^(attempt-1)).
         internal static TimeSpan Backoff(TimeSpan baseDelay, TimeSpan cap, int attempt)
