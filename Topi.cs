@@ -735,6 +735,9 @@ namespace Topi
         }
 
         // The usual case on a real connection: only an error status or a failure needs the full path.
+        // Not inlined (nor is SendSlowAsync): an inlined async method leaves its state machine in the caller's
+        // frame, which every fast-path call would then have to clear.
+        [MethodImpl(MethodImplOptions.NoInlining)]
         private async Task<HttpResponseMessage> AwaitFirstSendAsync(HttpRequestMessage request, TopiToken token,
             Task<HttpResponseMessage> sent, CancellationToken cancellationToken)
         {
@@ -750,6 +753,7 @@ namespace Topi
             return await SendSlowAsync(request, new ValueTask<TopiToken>(token), sent, cancellationToken).ConfigureAwait(false);
         }
 
+        [MethodImpl(MethodImplOptions.NoInlining)]
         private async Task<HttpResponseMessage> SendSlowAsync(HttpRequestMessage request, ValueTask<TopiToken> pending,
             Task<HttpResponseMessage>? firstSend, CancellationToken cancellationToken)
         {
@@ -864,13 +868,16 @@ namespace Topi
         private static bool NeedsRetryLook(HttpStatusCode status) => (int)status >= 400;
 
         // Scheme, host and port must match the API base address: the token never goes to another origin. A URI
-        // written as exactly that origin followed by '/' cannot name another one, which is the cheap common case.
+        // written as exactly that origin followed by '/' cannot name another one: that ordinal prefix test (on spans,
+        // which inlines better than string.StartsWith) is the cheap common case; HasApiOrigin parses the rest.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] // on every request's path
         private bool IsApiOrigin(Uri? uri) =>
-            uri is not null && uri.IsAbsoluteUri
-            && (uri.OriginalString.StartsWith(_originPrefix, StringComparison.Ordinal)
-                || (uri.Port == _port
-                    && string.Equals(uri.Scheme, _scheme, StringComparison.OrdinalIgnoreCase)
-                    && string.Equals(uri.IdnHost, _host, StringComparison.OrdinalIgnoreCase)));
+            uri is not null && uri.IsAbsoluteUri && (uri.OriginalString.AsSpan().StartsWith(_originPrefix) || HasApiOrigin(uri));
+
+        private bool HasApiOrigin(Uri uri) =>
+            uri.Port == _port
+            && string.Equals(uri.Scheme, _scheme, StringComparison.OrdinalIgnoreCase)
+            && string.Equals(uri.IdnHost, _host, StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>
