@@ -182,6 +182,30 @@ namespace Topi.Benchmarks
         }
     }
 
+    /// <summary>
+    /// A yardstick for (3): about the least a correct bearer handler can do beyond a constant header. It checks that the
+    /// request goes to the API origin (a token must never reach another host), reads the current header from a
+    /// cache slot another thread may replace (one volatile read), and looks at the status (a 401 must renew the
+    /// token). No telemetry, no retries, no expiry; it never renews, so it is a measuring stick, not a client.
+    /// With <paramref name="checkOrigin"/> false it skips the origin check (unsafe), to show what that check costs.
+    /// </summary>
+    internal sealed class MinimalBearerHandler(Uri apiBase, AuthenticationHeaderValue header, HttpMessageHandler inner, bool checkOrigin = true) : DelegatingHandler(inner)
+    {
+        private readonly string _originPrefix = apiBase.GetLeftPart(UriPartial.Authority) + "/";
+        private volatile AuthenticationHeaderValue _current = header; // a cache slot, read as a real cache would read it
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            Uri? uri = request.RequestUri;
+            if (checkOrigin && (uri is null || !uri.OriginalString.AsSpan().StartsWith(_originPrefix)))
+                return base.SendAsync(request, cancellationToken);
+            request.Headers.Authorization = _current;
+            Task<HttpResponseMessage> sent = base.SendAsync(request, cancellationToken);
+            if (sent.IsCompletedSuccessfully && sent.Result.StatusCode != HttpStatusCode.Unauthorized) return sent;
+            throw new InvalidOperationException("The minimal handler does not renew tokens.");
+        }
+    }
+
     /// <summary>Client-credentials request and JSON parsing, as an application that fetches its own token writes it.</summary>
     internal sealed class TokenFetcher(HttpMessageHandler endpoint)
     {

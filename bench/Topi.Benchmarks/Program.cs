@@ -7,6 +7,7 @@
 //   dotnet run -c Release --project bench/Topi.Benchmarks -- --stampede [--short] (5) plain mode: counts and times
 //   dotnet run -c Release --project bench/Topi.Benchmarks -- --renewal [--short]  (6) plain mode: waits and worst latency
 //   dotnet run -c Release --project bench/Topi.Benchmarks -- --interleaved [--short]  (3)+(4) as alternating batches in one process
+//   dotnet run -c Release --project bench/Topi.Benchmarks -- --in-memory [--short]    (3) only, the same way
 //
 // Any other argument goes to BenchmarkDotNet (for example --job short, --list flat, --filter).
 
@@ -29,6 +30,7 @@ namespace Topi.Benchmarks
     {
         public static int Main(string[] args)
         {
+            if (args.Length > 0 && args[0] == Interleaved.ChildFlag) return Interleaved.RunChild(args.Contains("--short"));
             Console.WriteLine("load average at start: " + LoadAverage());
             Console.WriteLine("measuring " + TopiSourceIdentity());
             var rest = new List<string>(args);
@@ -36,7 +38,8 @@ namespace Topi.Benchmarks
             bool full = Take(rest, "--full");
             bool stampede = Take(rest, "--stampede");
             bool renewal = Take(rest, "--renewal");
-            bool interleaved = Take(rest, "--interleaved");
+            bool inMemoryOnly = Take(rest, "--in-memory");
+            bool interleaved = Take(rest, "--interleaved") || inMemoryOnly;
             bool hasFilter = rest.Contains("--filter") || rest.Contains("-f");
             bool bdnOnlyCommand = rest.Contains("--list") || rest.Contains("--help") || rest.Contains("--info");
             bool plainOnly = (stampede || renewal || interleaved) && !hasFilter;
@@ -71,7 +74,7 @@ namespace Topi.Benchmarks
 
             if (interleaved)
             {
-                PlainMode(report, "(3) and (4) interleaved in one process", () => Interleaved.Run(shortMode), Interleaved.Print);
+                PlainMode(report, "(3) and (4) interleaved in one process", () => Interleaved.Run(shortMode, inMemoryOnly), Interleaved.Print);
             }
 
             if (stampede)
