@@ -497,18 +497,17 @@ namespace Topi.Benchmarks
     }
 
     /// <summary>
-    /// A second thread for the two-core benchmarks: it runs the same loop as the benchmark thread, started by a
-    /// generation counter it spins on (so both start within a microsecond), and blocks after 100 ms without work.
+    /// A second thread for the two-core measurements. It blocks while idle (so it takes nothing from a 1-thread
+    /// measurement), and for each run it wakes, reports ready, and starts the moment the benchmark thread does.
     /// </summary>
     internal sealed class PartnerThread : IDisposable
     {
         private readonly Thread _thread;
         private readonly SemaphoreSlim _wake = new SemaphoreSlim(0);
-        private volatile Func<int>? _work;
-        private volatile int _finished;
-        private int _generation, _sleeping; // written with Interlocked, read with Volatile
+        private Func<int>? _work;
+        private volatile int _ready, _go, _finished; // generations
         private volatile bool _stop;
-        internal int Result;
+        private int _generation, _result;
 
         internal PartnerThread()
         {
@@ -517,39 +516,39 @@ namespace Topi.Benchmarks
         }
 
         /// <summary>Runs <paramref name="work"/> here and on the partner at the same time; returns when both are done.</summary>
-        internal int RunTogether(Func<int> work)
+        internal int RunTogether(Func<int> work) => RunTogether(work, out _);
+
+        /// <summary>
+        /// Runs <paramref name="work"/> here and <paramref name="partnerWork"/> on the partner at the same time;
+        /// <paramref name="elapsed"/> (Stopwatch ticks) runs from the common start to the end of both, without the partner's wake-up.
+        /// </summary>
+        internal int RunTogether(Func<int> work, out long elapsed, Func<int>? partnerWork = null)
         {
-            _work = work;
-            int generation = Volatile.Read(ref _generation) + 1;
-            Interlocked.Exchange(ref _generation, generation); // full fence: the partner's _sleeping is read after
-            if (Volatile.Read(ref _sleeping) == 1) _wake.Release();
-            int mine = work();
+            int generation = ++_generation;
+            _work = partnerWork ?? work;
+            _wake.Release(); // a full fence: the partner reads _work after it
             var spin = new SpinWait();
+            while (_ready != generation) spin.SpinOnce(sleep1Threshold: -1);
+            long start = Stopwatch.GetTimestamp();
+            _go = generation;
+            int mine = work();
+            spin = default;
             while (_finished != generation) spin.SpinOnce(sleep1Threshold: -1);
-            return mine + Result;
+            elapsed = Stopwatch.GetTimestamp() - start;
+            return mine + _result; // _result was written before _finished
         }
 
         private void Loop()
         {
-            int seen = 0;
-            while (!_stop)
+            for (int generation = 1; ; generation++)
             {
-                long idleSince = Stopwatch.GetTimestamp();
-                while (Volatile.Read(ref _generation) == seen && !_stop)
-                {
-                    Thread.SpinWait(20);
-                    if (Stopwatch.GetElapsedTime(idleSince).TotalMilliseconds > 100)
-                    {
-                        Interlocked.Exchange(ref _sleeping, 1); // full fence: _generation is read after
-                        if (Volatile.Read(ref _generation) == seen && !_stop) _wake.Wait(50);
-                        Volatile.Write(ref _sleeping, 0);
-                        idleSince = Stopwatch.GetTimestamp();
-                    }
-                }
+                _wake.Wait();
                 if (_stop) return;
-                seen = Volatile.Read(ref _generation);
-                Result = _work!();
-                _finished = seen;
+                _ready = generation;
+                var spin = new SpinWait();
+                while (_go != generation) spin.SpinOnce(sleep1Threshold: -1);
+                _result = _work!();
+                _finished = generation;
             }
         }
 
@@ -558,6 +557,7 @@ namespace Topi.Benchmarks
             _stop = true;
             _wake.Release();
             _thread.Join();
+            _wake.Dispose();
         }
     }
 }

@@ -199,7 +199,7 @@ namespace Topi.Benchmarks
             return Stopwatch.GetTimestamp() - start;
         }
 
-        private static double Percentile(List<double> values, double p)
+        internal static double Percentile(List<double> values, double p)
         {
             double[] sorted = values.OrderBy(v => v).ToArray();
             double index = p * (sorted.Length - 1);
