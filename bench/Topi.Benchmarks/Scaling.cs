@@ -16,13 +16,35 @@ namespace Topi.Benchmarks
     internal static class Scaling
     {
         internal sealed record Row(string Contender, int Ops, double OneThreadNs, double TwoThreadNs, double Scaling, double P25, double P75,
-            int Rounds, double Bar);
+            int Rounds, double Bar, int Attempt, int Attempts);
 
+        // The share-nothing control's scaling that shows the machine gave this process two whole cores.
+        private const double TwoCores = 1.9;
+
+        // Measures up to `attempts` times and keeps the attempt whose control scaled best: a measurement taken while other
+        // tenants held part of a core says nothing about the code. The choice looks only at the control, never at Topi,
+        // and every attempt is printed.
         internal static List<Row> Run(bool shortMode)
         {
-            int rounds = shortMode ? 300 : 1500;
+            int rounds = shortMode ? 300 : 1500, attempts = shortMode ? 3 : 5;
             Console.WriteLine("Two-thread scaling, interleaved in one process: per round and contender a 1-thread and a 2-thread batch (order alternating);");
             Console.WriteLine("scaling = 2 × t(1 thread) / t(2 threads), median of rounds (p25–p75). The control shares nothing: it shows what the machine gave.");
+            Console.WriteLine($"Up to {attempts} attempts; the first whose control scales ≥ {TwoCores}× (else the one whose control scaled best) is reported.");
+            List<Row>? best = null;
+            for (int attempt = 1; attempt <= attempts; attempt++)
+            {
+                Console.WriteLine($"Attempt {attempt}:");
+                List<Row> rows = Measure(rounds, attempt, attempts);
+                if (best is null || rows[0].Scaling > best[0].Scaling) best = rows;
+                if (rows[0].Scaling >= TwoCores) break;
+            }
+            Console.WriteLine();
+            Print(best!);
+            return best!;
+        }
+
+        private static List<Row> Measure(int rounds, int attempt, int attempts)
+        {
             using var caches = new WarmCaches();
             using var partner = new PartnerThread();
             // A second provider, so that "Topi, one provider per thread" shares nothing: its scaling beside Topi's
@@ -67,17 +89,17 @@ namespace Topi.Benchmarks
             for (int i = 0; i < n; i++)
             {
                 var row = new Row(contenders[i].Name, contenders[i].Ops, Percentile(one[i], 0.5), Percentile(two[i], 0.5),
-                    Percentile(scaling[i], 0.5), Percentile(scaling[i], 0.25), Percentile(scaling[i], 0.75), rounds, contenders[i].Bar);
+                    Percentile(scaling[i], 0.5), Percentile(scaling[i], 0.25), Percentile(scaling[i], 0.75), rounds, contenders[i].Bar, attempt, attempts);
                 Console.WriteLine($"  {row.Contender}: {row.OneThreadNs:F2} ns/op on one thread, {row.TwoThreadNs:F2} ns/op on two, scaling {row.Scaling:F2}× [{row.P25:F2}–{row.P75:F2}]");
                 rows.Add(row);
             }
-            Console.WriteLine();
-            Print(rows);
             return rows;
         }
 
         internal static void Print(List<Row> rows)
         {
+            Console.WriteLine($"Attempt {rows[0].Attempt} of at most {rows[0].Attempts} (see Run); all attempts are in the console output.");
+            Console.WriteLine();
             Console.WriteLine("| Contender | Calls per thread per batch | Rounds | 1 thread (median ns/op) | 2 threads (median ns/op, both threads' calls) | Scaling, median of rounds [p25–p75] | Bar |");
             Console.WriteLine("|---|---:|---:|---:|---:|---|---|");
             foreach (Row r in rows)
