@@ -16,6 +16,7 @@
 #nullable enable
 
 using System;
+using System.Buffers;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
@@ -1103,11 +1104,12 @@ namespace Topi
         internal static readonly JsonDocumentOptions LenientDocument = new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip, MaxDepth = 64 };
         private static readonly JsonReaderOptions LenientReader = new JsonReaderOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip, MaxDepth = 16 };
         private const double DefaultLifetimeSeconds = 7200; // topi's guide: "default to 2 hours"
+        private static readonly SearchValues<char> NumericText = SearchValues.Create(" 0123456789+-.eE");
 
         // Reads a token response (any status). Tolerates trailing commas, unknown fields, token_type in any
         // case and expires_in as number or numeric string. Lifetime rule: missing → 7200 s; below 1 s (zero,
-        // negative, tiny fractions) or not a finite number → rejected; fractions kept to the millisecond;
-        // above 24 h → capped at 24 h, so a token is never trusted for longer than a day.
+        // negative, tiny fractions) or not a number → rejected; fractions kept to the millisecond; above 24 h
+        // (however large, even beyond double's range) → capped at 24 h, so a token is never trusted for longer than a day.
         internal static TopiToken ParseTokenResponse(HttpResponseMessage response, byte[] body, DateTimeOffset sentAtWall, TimeProvider time,
             IReadOnlyList<string> requestedScopes, string[] secretForms, out TimeSpan lifetime)
         {
@@ -1133,16 +1135,14 @@ namespace Topi
                         else if (reader.ValueTextEquals("expires_in"u8))
                         {
                             reader.Read();
+                            // A value beyond double's range is an infinity (as number: .NET 9+; .NET 8 fails to parse
+                            // it; as string: always), which the lifetime rule below caps or rejects by its sign.
                             if (reader.TokenType == JsonTokenType.Number)
-                            {
-                                // Beyond double's range .NET 8 fails to parse and .NET 9+ returns an infinity: a huge
-                                // positive lifetime is capped below, a huge negative one stays unusable.
-                                if (!reader.TryGetDouble(out double n) || double.IsInfinity(n))
-                                    n = reader.ValueSpan.Length > 0 && reader.ValueSpan[0] == (byte)'-' ? double.NegativeInfinity : double.MaxValue;
-                                expiresIn = n;
-                            }
-                            else if (reader.TokenType == JsonTokenType.String
-                                && double.TryParse(reader.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out double s)) expiresIn = s;
+                                expiresIn = reader.TryGetDouble(out double n) ? n : reader.ValueSpan[0] == (byte)'-' ? double.NegativeInfinity : double.PositiveInfinity;
+                            // A numeric string is read as a number; the words NaN and Infinity are not.
+                            else if (reader.TokenType == JsonTokenType.String && reader.GetString() is string text
+                                && text.AsSpan().IndexOfAnyExcept(NumericText) < 0
+                                && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double s)) expiresIn = s;
                             else if (reader.TokenType == JsonTokenType.Null) expiresIn = null;
                             else { expiresInInvalid = true; reader.Skip(); }
                         }
@@ -1182,7 +1182,7 @@ namespace Topi
                 throw new TopiAuthenticationException("The token response has token_type '" + TopiPlumbing.Sanitize(tokenType, redact) + "'; only Bearer is supported.", status);
 
             double seconds = expiresIn ?? DefaultLifetimeSeconds;
-            if (expiresInInvalid || double.IsNaN(seconds) || double.IsInfinity(seconds) || seconds < 1)
+            if (expiresInInvalid || double.IsNaN(seconds) || seconds < 1)
                 throw new TopiAuthenticationException("The token response has an unusable expires_in (it must be at least 1 second).", status);
             lifetime = TimeSpan.FromMilliseconds(Math.Floor(Math.Min(seconds, 86400) * 1000));
             IReadOnlyList<string> scopes = scope is null ? requestedScopes : SplitScopes(scope);

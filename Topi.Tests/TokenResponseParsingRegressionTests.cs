@@ -6,19 +6,22 @@ namespace Topi.Tests;
 
 /// <summary>
 /// D14: token responses that are valid but unusual. An <c>expires_in</c> too large for a double (1e400) is still a
-/// huge lifetime: accepted and capped at 24 h like 1e12. A UTF-8 byte order mark before the JSON (some servers
+/// huge lifetime: accepted and capped at 24 h like 1e12, whether it comes as a number or as a numeric string. A UTF-8 byte order mark before the JSON (some servers
 /// and proxies write one) is not a reason to reject the token.
 /// </summary>
 public sealed class TokenResponseParsingRegressionTests
 {
     private static readonly DateTimeOffset Start = new(2026, 12, 3, 12, 0, 0, TimeSpan.Zero);
 
-    [Fact]
-    public async Task ExpiresIn_1e400_AcceptedAndCappedAt24Hours()
+    // The number, and the same value as a numeric string (which topi's parser accepts like a number).
+    [Theory]
+    [InlineData("1e400")]
+    [InlineData("\"1e400\"")]
+    public async Task ExpiresIn_1e400_AcceptedAndCappedAt24Hours(string expiresInJson)
     {
         var time = new ManualTimeProvider(Start);
         await using FakeTopiServer server = StartServer(time);
-        server.ExpiresInJson = "1e400";
+        server.ExpiresInJson = expiresInJson;
         using TopiTokenProvider provider = Provider(server, time);
 
         TopiToken token = await provider.GetTokenAsync();
@@ -48,6 +51,7 @@ public sealed class TokenResponseParsingRegressionTests
     // Control for the fix above: a lifetime beyond double's range on the negative side is still unusable, not capped.
     [Theory]
     [InlineData("-1e400")]
+    [InlineData("\"-1e400\"")]
     [InlineData("-1e308")]
     public async Task ExpiresIn_HugeNegative_Rejected(string expiresInJson)
     {
