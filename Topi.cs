@@ -1,7 +1,7 @@
 // Topi.cs — a single-file C# client for the topi Seller API: OAuth 2.0 client credentials,
 // a thread-safe token cache with refresh-ahead, and authenticated request helpers.
 //
-// Version:      1.0.0 (see CHANGELOG.md)
+// Version:      1.0.1 (see CHANGELOG.md)
 // License:      MIT (see LICENSE) — copy this file into your project, no package needed.
 // Requires:     .NET 8 or later, C# 12; base class library only (no NuGet, no reflection in the
 //               hot or default paths; trim- and Native-AOT-safe unless a member says otherwise).
@@ -1325,7 +1325,7 @@ namespace Topi
     internal static class TopiTelemetry
     {
         internal const string Name = "Topi";
-        internal const string Version = "1.0.0";
+        internal const string Version = "1.0.1";
         internal static readonly ActivitySource Source = new ActivitySource(Name, Version);
         private static readonly Meter Meter = new Meter(Name, Version);
         internal static readonly Counter<long> TokenRequests = Meter.CreateCounter<long>("topi.token.requests", "{request}", "Requests sent to the token endpoint.");
