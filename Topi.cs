@@ -337,7 +337,7 @@ namespace Topi
         private readonly HttpClient _http;
         private readonly bool _ownsHttp;
         private readonly string _basicCredentials;
-        private readonly string[] _secretForms; // the secret as it may be echoed: plain, form-encoded, base64, and the Basic credentials
+        private readonly string[] _secretForms; // the secret as a server may echo it (TopiPlumbing.SecretForms)
         private readonly byte[] _formBody;
         private readonly IReadOnlyList<string> _requestedScopes;
         private readonly ITimer _timer;
@@ -380,8 +380,7 @@ namespace Topi
             // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
             _basicCredentials = Convert.ToBase64String(Encoding.UTF8.GetBytes(
                 TopiPlumbing.FormEncode(_options.ClientId) + ":" + TopiPlumbing.FormEncode(_options.ClientSecret)));
-            _secretForms = new[] { _options.ClientSecret, TopiPlumbing.FormEncode(_options.ClientSecret), Uri.EscapeDataString(_options.ClientSecret),
-                Convert.ToBase64String(Encoding.UTF8.GetBytes(_options.ClientSecret)), _basicCredentials };
+            _secretForms = TopiPlumbing.SecretForms(_options.ClientSecret, _basicCredentials);
             _formBody = Encoding.ASCII.GetBytes("grant_type=client_credentials&scope=" + TopiPlumbing.FormEncode(_options.Scope));
             _requestedScopes = _options.Scope.Split(' ', StringSplitOptions.RemoveEmptyEntries);
             // The timer holds the provider weakly, so an undisposed provider can still be collected, and it
@@ -530,6 +529,7 @@ namespace Topi
             for (int attempt = 1; ; attempt++)
             {
                 TimeSpan delay;
+                ExceptionDispatchInfo failure;
                 try
                 {
                     return await RequestTokenOnceAsync(attempt, start, linked.Token).ConfigureAwait(false);
@@ -538,8 +538,15 @@ namespace Topi
                 {
                     delay = TopiPlumbing.RetryDelay(_options, attempt, ex.RetryAfter);
                     if (_time.GetElapsedTime(start) + delay >= _options.RequestTimeout) throw; // no time left: report the real error
+                    failure = ExceptionDispatchInfo.Capture(ex);
                 }
-                await Task.Delay(delay, _time, linked.Token).ConfigureAwait(false);
+                try { await Task.Delay(delay, _time, linked.Token).ConfigureAwait(false); }
+                catch (OperationCanceledException)
+                {
+                    // Disposed while waiting, or the deadline came first after all: say which, never "canceled".
+                    ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
+                    failure.Throw();
+                }
             }
         }
 
@@ -943,7 +950,7 @@ namespace Topi
             }
             if (response.IsSuccessStatusCode) return response;
             using (response)
-                throw await TopiProtocol.CreateApiExceptionAsync(request, response, cancellationToken).ConfigureAwait(false);
+                throw await TopiProtocol.CreateApiExceptionAsync(request, response, TokenProvider.Redactions(request), cancellationToken).ConfigureAwait(false);
         }
 
         /// <summary>GETs <paramref name="path"/> (relative to the API base address) and reads the JSON response.</summary>
@@ -985,11 +992,16 @@ namespace Topi
         {
             ArgumentNullException.ThrowIfNull(itemType);
             ArgumentOutOfRangeException.ThrowIfNegative(firstPage);
-            string separator = ResolvePath(path).OriginalString.Contains('?') ? "&page=" : "?page=";
+            // The page number is appended to the query: a fragment would swallow it, a page of the caller's would repeat.
+            if (ResolvePath(path).OriginalString.Contains('#') || TopiPlumbing.HasQueryParameter(path, "page"))
+                throw new ArgumentException("The path must have neither a fragment nor a page parameter (pass firstPage instead).", nameof(path));
+            string separator = path.Contains('?') ? "&page=" : "?page=";
+            string? previousData = null;
             for (long page = firstPage; ; page++)
             {
                 List<T> items;
                 bool hasMore;
+                string data;
                 using (var request = new HttpRequestMessage(HttpMethod.Get, ResolvePath(path + separator + page.ToString(CultureInfo.InvariantCulture))))
                 using (HttpResponseMessage response = await SendAsync(request, cancellationToken).ConfigureAwait(false))
                 using (Stream body = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false))
@@ -997,15 +1009,19 @@ namespace Topi
                     try
                     {
                         using JsonDocument document = await JsonDocument.ParseAsync(body, TopiProtocol.LenientDocument, cancellationToken).ConfigureAwait(false);
-                        (items, hasMore) = TopiProtocol.ReadPage(document.RootElement, itemType, request);
+                        (items, hasMore, data) = TopiProtocol.ReadPage(document.RootElement, itemType, request);
                     }
                     catch (JsonException ex)
                     {
                         throw new TopiException("The response of " + TopiPlumbing.Describe(request) + " is not a topi page: " + TopiPlumbing.Sanitize(ex.Message), response.StatusCode, ex);
                     }
+                    // A server that ignores the page parameter would otherwise be walked forever.
+                    if (items.Count > 0 && data == previousData)
+                        throw new TopiException("The server answered " + TopiPlumbing.Describe(request) + " with the same page as the one before; it seems to ignore the page parameter.", response.StatusCode);
                 }
+                previousData = data;
                 foreach (T item in items) yield return item;
-                // An empty page that claims more would otherwise loop forever.
+                // An empty page that claims more would otherwise loop forever too.
                 if (!hasMore || items.Count == 0) yield break;
             }
         }
@@ -1095,6 +1111,17 @@ namespace Topi
             token = entry.Token;
             return entry.State == Fresh;
         }
+
+        // What a message about an API response must never show: the secret as a server may echo it, the token
+        // the request carried and the current one.
+        internal string?[] Redactions(HttpRequestMessage request)
+        {
+            var redactions = new string?[_secretForms.Length + 2];
+            _secretForms.CopyTo(redactions, 0);
+            redactions[^2] = request.Headers.Authorization?.Parameter;
+            redactions[^1] = _entry.Token?.AccessToken;
+            return redactions;
+        }
     }
 
     // topi's wire formats: the token response, goa error bodies, pages.
@@ -1163,7 +1190,7 @@ namespace Topi
             {
                 string oauth = error is null ? "" : ": " + TopiPlumbing.Sanitize(error, redact) + (errorDescription is null ? "" : " (" + TopiPlumbing.Sanitize(errorDescription, redact) + ")");
                 throw new TopiAuthenticationException("The token endpoint answered " + statusText + oauth + ".", status,
-                    error, errorDescription) { IsTransient = transient, RetryAfter = retryAfter };
+                    TopiPlumbing.Redact(error, redact), TopiPlumbing.Redact(errorDescription, redact)) { IsTransient = transient, RetryAfter = retryAfter };
             }
             if (!json || (int)status != 200)
             {
@@ -1221,7 +1248,9 @@ namespace Topi
             return ReadGoaError(body)?.Temporary == true;
         }
 
-        internal static async Task<TopiApiException> CreateApiExceptionAsync(HttpRequestMessage request, HttpResponseMessage response, CancellationToken cancellationToken)
+        // The message quotes the body with `redact` removed; the properties keep the server's words, `redact` removed.
+        internal static async Task<TopiApiException> CreateApiExceptionAsync(HttpRequestMessage request, HttpResponseMessage response,
+            string?[] redact, CancellationToken cancellationToken)
         {
             byte[] body;
             try { body = await TopiPlumbing.ReadCappedAsync(response.Content, TopiPlumbing.MaxErrorBodyBytes, cancellationToken, throwWhenLarger: false).ConfigureAwait(false); }
@@ -1231,15 +1260,16 @@ namespace Topi
             GoaError? goa = ReadGoaError(body);
             if (goa is not null)
             {
-                return new TopiApiException(prefix + ": " + TopiPlumbing.Sanitize(goa.Name ?? "error") + ": " + TopiPlumbing.Sanitize(goa.Message ?? "")
-                    + (goa.Id is null ? "" : " (id " + TopiPlumbing.Sanitize(goa.Id) + ")"),
-                    status, goa.Name, goa.Id, goa.Message, goa.Temporary, goa.Timeout, goa.Fault)
+                return new TopiApiException(prefix + ": " + TopiPlumbing.Sanitize(goa.Name ?? "error", redact) + ": " + TopiPlumbing.Sanitize(goa.Message ?? "", redact)
+                    + (goa.Id is null ? "" : " (id " + TopiPlumbing.Sanitize(goa.Id, redact) + ")"),
+                    status, TopiPlumbing.Redact(goa.Name, redact), TopiPlumbing.Redact(goa.Id, redact), TopiPlumbing.Redact(goa.Message, redact),
+                    goa.Temporary, goa.Timeout, goa.Fault)
                 { IsTransient = goa.Temporary || IsTransientStatus(status) };
             }
             string? plain = ReadJsonString(body);
             if (plain is not null)
-                return new TopiApiException(prefix + ": " + TopiPlumbing.Sanitize(plain), status, errorMessage: plain) { IsTransient = IsTransientStatus(status) };
-            return new TopiApiException(prefix + (body.Length == 0 ? "." : ": " + TopiPlumbing.Excerpt(body)), status) { IsTransient = IsTransientStatus(status) };
+                return new TopiApiException(prefix + ": " + TopiPlumbing.Sanitize(plain, redact), status, errorMessage: TopiPlumbing.Redact(plain, redact)) { IsTransient = IsTransientStatus(status) };
+            return new TopiApiException(prefix + (body.Length == 0 ? "." : ": " + TopiPlumbing.Excerpt(body, redact)), status) { IsTransient = IsTransientStatus(status) };
         }
 
         private static bool IsGoaError(HttpResponseMessage response)
@@ -1283,7 +1313,8 @@ namespace Topi
         private static bool BoolProperty(JsonElement o, string name) =>
             o.TryGetProperty(name, out JsonElement v) && v.ValueKind == JsonValueKind.True;
 
-        internal static (List<T> Items, bool HasMore) ReadPage<T>(JsonElement root, JsonTypeInfo<T> itemType, HttpRequestMessage request)
+        // A page's items, whether more follow, and the raw data array (to spot a page served twice).
+        internal static (List<T> Items, bool HasMore, string Data) ReadPage<T>(JsonElement root, JsonTypeInfo<T> itemType, HttpRequestMessage request)
         {
             if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("data", out JsonElement data) || data.ValueKind is not (JsonValueKind.Array or JsonValueKind.Null))
                 throw new TopiException("The response of " + TopiPlumbing.Describe(request) + " is not a topi page (no data array).", HttpStatusCode.OK);
@@ -1301,7 +1332,7 @@ namespace Topi
             }
             bool hasMore = root.TryGetProperty("pagination", out JsonElement pagination) && pagination.ValueKind == JsonValueKind.Object
                 && pagination.TryGetProperty("has_more", out JsonElement more) && more.ValueKind == JsonValueKind.True;
-            return (items, hasMore);
+            return (items, hasMore, data.GetRawText());
         }
 
         private static JsonSerializerOptions? s_reflectionOptions;
@@ -1405,7 +1436,34 @@ namespace Topi
         }
 
         // application/x-www-form-urlencoded: RFC 3986 percent-encoding of UTF-8, with space as '+'.
+        // Whether the query of a path such as "v1/items?sort=name&page=2" has the parameter `name`.
+        internal static bool HasQueryParameter(string path, string name)
+        {
+            int query = path.IndexOf('?');
+            if (query < 0) return false;
+            foreach (string parameter in path.Substring(query + 1).Split('&'))
+                if (parameter == name || parameter.StartsWith(name + "=", StringComparison.Ordinal)) return true;
+            return false;
+        }
+
         internal static string FormEncode(string value) => Uri.EscapeDataString(value).Replace("%20", "+", StringComparison.Ordinal);
+
+        // The secret as a server may echo it: verbatim, form- or percent-encoded (in either hex case), JSON-escaped,
+        // base64 with or without padding, and inside the Basic credentials.
+        internal static string[] SecretForms(string secret, string basicCredentials)
+        {
+            string form = FormEncode(secret), escaped = Uri.EscapeDataString(secret), base64 = Convert.ToBase64String(Encoding.UTF8.GetBytes(secret));
+            return new[] { secret, form, LowerHexEscapes(form), escaped, LowerHexEscapes(escaped), secret.Replace("/", "\\/", StringComparison.Ordinal),
+                base64, base64.TrimEnd('='), basicCredentials };
+
+            static string LowerHexEscapes(string encoded)
+            {
+                char[] chars = encoded.ToCharArray();
+                for (int i = 0; i + 2 < chars.Length; i++)
+                    if (chars[i] == '%') { chars[i + 1] = char.ToLowerInvariant(chars[i + 1]); chars[i + 2] = char.ToLowerInvariant(chars[i + 2]); }
+                return new string(chars);
+            }
+        }
 
         internal static bool IsIdempotent(HttpMethod method) =>
             method == HttpMethod.Get || method == HttpMethod.Head || method == HttpMethod.Put || method == HttpMethod.Delete || method == HttpMethod.Options;
@@ -1502,27 +1560,43 @@ namespace Topi
             return "\"" + Sanitize(Encoding.UTF8.GetString(body), secrets) + "\"";
         }
 
-        // Makes text safe for a message: control characters become spaces, runs of whitespace collapse,
-        // anything that looks like a token (a run of 40 or more base64url/JWT characters; a UUID is 36) and the `secrets` are
-        // redacted, and the result is cut to a short length.
+        // Makes text safe for a message: Redact, then control characters become spaces, runs of whitespace
+        // collapse, and the result is cut to a short length.
         internal static string Sanitize(string text, params string?[] secrets)
         {
-            foreach (string? secret in secrets)
-                if (!string.IsNullOrEmpty(secret)) text = text.Replace(secret, "[redacted]", StringComparison.Ordinal);
+            text = Redact(text, secrets);
             var sb = new StringBuilder(Math.Min(text.Length, ExcerptLength + 16));
-            int i = 0;
-            while (i < text.Length && sb.Length < ExcerptLength)
+            foreach (char ch in text)
             {
-                int run = i;
-                while (run < text.Length && IsTokenChar(text[run])) run++;
-                if (run - i >= 40) { sb.Append("[redacted]"); i = run; continue; }
-                if (run > i) { sb.Append(text, i, run - i); i = run; continue; }
-                char c = char.IsControl(text[i]) || char.IsWhiteSpace(text[i]) ? ' ' : text[i];
+                if (sb.Length >= ExcerptLength) break;
+                char c = char.IsControl(ch) || char.IsWhiteSpace(ch) ? ' ' : ch;
                 if (c != ' ' || (sb.Length > 0 && sb[^1] != ' ')) sb.Append(c);
-                i++;
             }
             if (sb.Length >= ExcerptLength) { sb.Length = ExcerptLength; sb.Append('…'); }
             return sb.ToString().Trim();
+        }
+
+        // Removes what must never be shown and changes nothing else: the `secrets`, and anything that looks like a
+        // token (a run of 40 or more base64url/JWT characters; a UUID is 36). Error properties keep the server's
+        // words this way; messages go on through Sanitize.
+        [return: NotNullIfNotNull(nameof(text))]
+        internal static string? Redact(string? text, string?[] secrets)
+        {
+            if (text is null) return null;
+            foreach (string? secret in secrets)
+                if (!string.IsNullOrEmpty(secret)) text = text.Replace(secret, "[redacted]", StringComparison.Ordinal);
+            var sb = new StringBuilder(text.Length);
+            int i = 0;
+            while (i < text.Length)
+            {
+                int run = i;
+                while (run < text.Length && IsTokenChar(text[run])) run++;
+                if (run - i >= 40) sb.Append("[redacted]");
+                else if (run > i) sb.Append(text, i, run - i);
+                else { sb.Append(text[i]); run++; }
+                i = run;
+            }
+            return sb.ToString();
         }
 
         private static bool IsTokenChar(char c) => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '+' or '/' or '=' or '~';

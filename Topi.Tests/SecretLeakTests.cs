@@ -6,8 +6,8 @@ using static Topi.Tests.TokenTestKit;
 namespace Topi.Tests;
 
 /// <summary>
-/// No exception message, ToString(), inner exception or TopiToken.ToString() ever contains the client secret (plain,
-/// form-encoded or base64, alone or as the Basic credentials) or an access token, whatever the token endpoint answers.
+/// No exception message, ToString(), inner exception, OAuth error property or TopiToken.ToString() ever contains the client
+/// secret (plain, form-encoded or base64, alone or as the Basic credentials) or an access token, whatever the token endpoint answers.
 /// </summary>
 public sealed class SecretLeakTests
 {
@@ -25,6 +25,7 @@ public sealed class SecretLeakTests
     public static TheoryData<string> DisguisedScenarios => new()
     {
         "html-502-echo-form-encoded", "oauth-echo-form-encoded", "oauth-echo-base64", "json-201-short-token", "form-encoded-200",
+        "html-502-echo-json-escaped-lowercase-hex-unpadded-base64",
     };
 
     [Theory]
@@ -43,7 +44,10 @@ public sealed class SecretLeakTests
         string echo = "secret " + FancySecret + " token " + jwt;
         string basic = Convert.ToBase64String(Encoding.UTF8.GetBytes(FancyClientIdFormEncoded + ":" + FancySecretFormEncoded));
         string secretBase64 = Convert.ToBase64String(Encoding.UTF8.GetBytes(FancySecret));
-        string[] forbidden = [FancySecret, FancySecretFormEncoded, Uri.EscapeDataString(FancySecret), secretBase64, basic, jwt, ShortOpaqueToken];
+        // The forms some encoders write: JSON with an escaped solidus, percent-encoding with lowercase hex, base64 without padding.
+        string jsonEscaped = FancySecret.Replace("/", "\\/"), lowercaseHex = "p%40ss%3aw%2frd%2b%c3%bc%25%26%3d", unpadded = secretBase64.TrimEnd('=');
+        string[] forbidden = [FancySecret, FancySecretFormEncoded, Uri.EscapeDataString(FancySecret), secretBase64, basic, jwt, ShortOpaqueToken,
+            jsonEscaped, lowercaseHex, unpadded];
         int attempts = 3;
         Action<TopiOptions> configure = o =>
         {
@@ -80,6 +84,10 @@ public sealed class SecretLeakTests
             case "oauth-echo-503-paused":
                 attempts = 1;
                 server.EnqueueTokenFault(FakeFault.Json("{\"error\":\"temporarily_unavailable\",\"error_description\":\"" + echo + "\"}", 503));
+                break;
+            case "html-502-echo-json-escaped-lowercase-hex-unpadded-base64":
+                attempts = 1;
+                server.EnqueueTokenFault(FakeFault.Status(502, "<html>\n" + jsonEscaped + " | " + lowercaseHex + " | " + unpadded + "\n</html>", "text/html"));
                 break;
             case "oauth-echo-form-encoded":
                 server.EnqueueTokenFault(FakeFault.Json("{\"error\":\"invalid_client\",\"error_description\":\"client secret " + FancySecretFormEncoded + " rejected\"}", 401));
@@ -124,6 +132,8 @@ public sealed class SecretLeakTests
         }
         TopiAuthenticationException ex = await Assert.ThrowsAsync<TopiAuthenticationException>(() => call);
         texts.AddRange(Texts(ex));
+        texts.Add(ex.Error ?? "");
+        texts.Add(ex.ErrorDescription ?? "");
         // A caller during the outage pause gets a new exception wrapping the last one.
         TopiAuthenticationException paused = await FailAsync(provider);
         Assert.Same(ex, paused.InnerException);

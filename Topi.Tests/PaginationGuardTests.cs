@@ -1,0 +1,69 @@
+using Topi.Testing;
+using Topi.Tests.Support;
+
+namespace Topi.Tests;
+
+/// <summary>
+/// D17: GetAllPagesAsync must end. A server that ignores the page parameter (the same non-empty page again, still
+/// "has_more") ends the walk with a TopiException instead of walking forever; a path whose fragment would swallow
+/// the page number, or which already carries a page parameter, is refused before any request.
+/// </summary>
+public sealed class PaginationGuardTests
+{
+    private const string SamePage = "{\"data\":[{\"id\":\"m-1\"},{\"id\":\"m-2\"}],\"pagination\":{\"has_more\":true}}";
+
+    [Fact]
+    public async Task GetAllPagesAsync_ServerRepeatsTheSamePage_ThrowsTopiExceptionAfterFirstPage()
+    {
+        await using var server = FakeTopiServer.Start();
+        using var client = new TopiClient(TestSupport.OptionsFor(server));
+        for (int i = 0; i < 3; i++) server.EnqueueApiFault(FakeFault.Json(SamePage, 200));
+        var seen = new List<string?>();
+
+        Exception? ex = await Record.ExceptionAsync(() => WalkAsync(client, "v1/shipping-method", seen));
+
+        Assert.True(ex is TopiException, "expected a TopiException, got " + ex?.GetType().FullName);
+        Assert.Contains("same page", ex!.Message);
+        Assert.Equal(new[] { "m-1", "m-2" }, seen);
+        Assert.Equal(2, server.ApiRequests);
+    }
+
+    [Theory]
+    [InlineData("v1/shipping-method#top")]
+    [InlineData("v1/shipping-method?page=5")]
+    [InlineData("v1/shipping-method?sort=name&page")]
+    [InlineData("v1/shipping-method?sort=name&page=1")]
+    public async Task GetAllPagesAsync_PathWithFragmentOrPageParameter_ThrowsArgumentExceptionWithoutRequest(string path)
+    {
+        await using var server = FakeTopiServer.Start();
+        using var client = new TopiClient(TestSupport.OptionsFor(server));
+
+        ArgumentException ex = await Assert.ThrowsAsync<ArgumentException>(() => WalkAsync(client, path, new List<string?>()));
+
+        Assert.Equal("path", ex.ParamName);
+        Assert.Equal(0, server.ApiRequests);
+    }
+
+    // Control: a query of its own, with a parameter that merely ends in "page", is kept.
+    [Fact]
+    public async Task GetAllPagesAsync_PathWithOtherQuery_WalksAllPages()
+    {
+        await using var server = FakeTopiServer.Start(new FakeTopiServerOptions { ShippingMethodCount = 5, PageSize = 2 });
+        using var client = new TopiClient(TestSupport.OptionsFor(server));
+        var seen = new List<string?>();
+
+        await WalkAsync(client, "v1/shipping-method?perpage=2", seen);
+
+        Assert.Equal(server.ShippingMethods.Select(m => m.Id), seen);
+    }
+
+    // Walks the pages, but gives up (and fails the test) where the bug would walk forever.
+    private static async Task WalkAsync(TopiClient client, string path, List<string?> seen)
+    {
+        await foreach (HsShippingMethod item in client.GetAllPagesAsync(path, HsJsonContext.Default.HsShippingMethod))
+        {
+            seen.Add(item.Id);
+            Assert.True(seen.Count <= 100, "the walk went on past 100 items");
+        }
+    }
+}
