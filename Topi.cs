@@ -28,7 +28,9 @@ using System.Net.Http;
 using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
+using System.Security.Cryptography;
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
@@ -349,6 +351,7 @@ namespace Topi
 
         // Guarded by _sync.
         private Task<TopiToken>? _renewal;
+        private TopiToken? _previousToken; // the one the last renewal replaced: never shown in a message either
         private Exception? _lastFailure;
         private int _consecutiveFailures;
         private long _pausedUntil; // monotonic timestamp before which no renewal starts
@@ -486,6 +489,7 @@ namespace Topi
                     _consecutiveFailures = 0;
                     if (!_disposed.IsCancellationRequested)
                     {
+                        _previousToken = _entry.Token ?? _previousToken;
                         _entry = entry;
                         ScheduleTimer(entry);
                     }
@@ -581,7 +585,7 @@ namespace Topi
                 }
                 if (response.RequestMessage?.RequestUri is Uri final && final != endpoint)
                     throw new TopiAuthenticationException("The token request was redirected; refusing a redirected token response.", response.StatusCode);
-                TopiToken token = TopiProtocol.ParseTokenResponse(response, body, sentAtWall, _time, _requestedScopes, _secretForms, out TimeSpan lifetime);
+                TopiToken token = TopiProtocol.ParseTokenResponse(response, body, sentAtWall, _time, _requestedScopes, Redactions(null), out TimeSpan lifetime);
                 TopiTelemetry.TokenDuration.Record(_time.GetElapsedTime(sentAt).TotalSeconds);
                 return CreateEntry(token, lifetime, sentAt, sentAtWall);
             }
@@ -987,16 +991,24 @@ namespace Topi
         /// <param name="itemType">How to read one item of <c>data</c>.</param>
         /// <param name="firstPage">The first page's number: 0 for zero-indexed endpoints such as <c>/v1/shipping-method</c>, 1 for the others.</param>
         /// <param name="cancellationToken">Stops the walk.</param>
-        public async IAsyncEnumerable<T> GetAllPagesAsync<T>(string path, JsonTypeInfo<T> itemType, int firstPage = 0,
-            [EnumeratorCancellation] CancellationToken cancellationToken = default)
+        /// <exception cref="ArgumentException">The path has a fragment or a <c>page</c> parameter of its own (at the call, before any request).</exception>
+        /// <exception cref="TopiException">During the walk: a page is not a topi page, or the server answered a page it had answered before.</exception>
+        public IAsyncEnumerable<T> GetAllPagesAsync<T>(string path, JsonTypeInfo<T> itemType, int firstPage = 0, CancellationToken cancellationToken = default)
         {
             ArgumentNullException.ThrowIfNull(itemType);
             ArgumentOutOfRangeException.ThrowIfNegative(firstPage);
             // The page number is appended to the query: a fragment would swallow it, a page of the caller's would repeat.
             if (ResolvePath(path).OriginalString.Contains('#') || TopiPlumbing.HasQueryParameter(path, "page"))
                 throw new ArgumentException("The path must have neither a fragment nor a page parameter (pass firstPage instead).", nameof(path));
+            return WalkPagesAsync(path, itemType, firstPage, cancellationToken);
+        }
+
+        private async IAsyncEnumerable<T> WalkPagesAsync<T>(string path, JsonTypeInfo<T> itemType, int firstPage,
+            [EnumeratorCancellation] CancellationToken cancellationToken)
+        {
             string separator = path.Contains('?') ? "&page=" : "?page=";
-            string? previousData = null;
+            // Digests of the pages answered so far: a server that ignores the page parameter would otherwise be walked forever.
+            var answered = new HashSet<string>(StringComparer.Ordinal);
             for (long page = firstPage; ; page++)
             {
                 List<T> items;
@@ -1015,11 +1027,9 @@ namespace Topi
                     {
                         throw new TopiException("The response of " + TopiPlumbing.Describe(request) + " is not a topi page: " + TopiPlumbing.Sanitize(ex.Message), response.StatusCode, ex);
                     }
-                    // A server that ignores the page parameter would otherwise be walked forever.
-                    if (items.Count > 0 && data == previousData)
-                        throw new TopiException("The server answered " + TopiPlumbing.Describe(request) + " with the same page as the one before; it seems to ignore the page parameter.", response.StatusCode);
+                    if (items.Count > 0 && !answered.Add(Convert.ToBase64String(SHA256.HashData(Encoding.UTF8.GetBytes(data)))))
+                        throw new TopiException("The server answered " + TopiPlumbing.Describe(request) + " with a page it had answered before; it seems to ignore the page parameter.", response.StatusCode);
                 }
-                previousData = data;
                 foreach (T item in items) yield return item;
                 // An empty page that claims more would otherwise loop forever too.
                 if (!hasMore || items.Count == 0) yield break;
@@ -1112,14 +1122,15 @@ namespace Topi
             return entry.State == Fresh;
         }
 
-        // What a message about an API response must never show: the secret as a server may echo it, the token
-        // the request carried and the current one.
-        internal string?[] Redactions(HttpRequestMessage request)
+        // What a message about a response must never show: the secret as a server may echo it, the token the
+        // request carried, the current token and the one before it.
+        internal string?[] Redactions(HttpRequestMessage? request)
         {
-            var redactions = new string?[_secretForms.Length + 2];
+            var redactions = new string?[_secretForms.Length + 3];
             _secretForms.CopyTo(redactions, 0);
-            redactions[^2] = request.Headers.Authorization?.Parameter;
-            redactions[^1] = _entry.Token?.AccessToken;
+            redactions[^3] = request?.Headers.Authorization?.Parameter;
+            redactions[^2] = _entry.Token?.AccessToken;
+            redactions[^1] = Volatile.Read(ref _previousToken)?.AccessToken;
             return redactions;
         }
     }
@@ -1138,7 +1149,7 @@ namespace Topi
         // negative, tiny fractions) or not a number → rejected; fractions kept to the millisecond; above 24 h
         // (however large, even beyond double's range) → capped at 24 h, so a token is never trusted for longer than a day.
         internal static TopiToken ParseTokenResponse(HttpResponseMessage response, byte[] body, DateTimeOffset sentAtWall, TimeProvider time,
-            IReadOnlyList<string> requestedScopes, string[] secretForms, out TimeSpan lifetime)
+            IReadOnlyList<string> requestedScopes, string?[] redactions, out TimeSpan lifetime)
         {
             HttpStatusCode status = response.StatusCode;
             string? accessToken = null, tokenType = null, scope = null, error = null, errorDescription = null;
@@ -1181,9 +1192,9 @@ namespace Topi
 
             bool transient = IsTransientStatus(status);
             TimeSpan? retryAfter = transient ? TopiPlumbing.GetRetryAfter(response, time) : null;
-            // Never in a message: the secret in any of its forms, nor the token this very response carries.
-            string?[] redact = new string?[secretForms.Length + 1];
-            secretForms.CopyTo(redact, 0);
+            // Never in a message: the secret in any of its forms, the tokens held before, nor the token this very response carries.
+            string?[] redact = new string?[redactions.Length + 1];
+            redactions.CopyTo(redact, 0);
             redact[^1] = accessToken;
             string statusText = (int)status + " " + response.ReasonPhrase;
             if (error is not null || (json && (int)status >= 400))
@@ -1436,25 +1447,31 @@ namespace Topi
         }
 
         // application/x-www-form-urlencoded: RFC 3986 percent-encoding of UTF-8, with space as '+'.
-        // Whether the query of a path such as "v1/items?sort=name&page=2" has the parameter `name`.
+        // Whether the query of a path such as "v1/items?sort=name&page=2" has the parameter `name` (percent-decoded;
+        // '&' or ';' between parameters).
         internal static bool HasQueryParameter(string path, string name)
         {
             int query = path.IndexOf('?');
             if (query < 0) return false;
-            foreach (string parameter in path.Substring(query + 1).Split('&'))
-                if (parameter == name || parameter.StartsWith(name + "=", StringComparison.Ordinal)) return true;
+            foreach (string parameter in path.Substring(query + 1).Split('&', ';'))
+            {
+                int equals = parameter.IndexOf('=');
+                if (Uri.UnescapeDataString(equals < 0 ? parameter : parameter.Substring(0, equals)) == name) return true;
+            }
             return false;
         }
 
         internal static string FormEncode(string value) => Uri.EscapeDataString(value).Replace("%20", "+", StringComparison.Ordinal);
 
-        // The secret as a server may echo it: verbatim, form- or percent-encoded (in either hex case), JSON-escaped,
-        // base64 with or without padding, and inside the Basic credentials.
+        // The secret as a server may echo it: verbatim, form- or percent-encoded (in either hex case), in a JSON string
+        // (as Excerpt rewrites JSON bodies, and with '/' escaped), base64 or base64url with or without padding, and
+        // inside the Basic credentials.
         internal static string[] SecretForms(string secret, string basicCredentials)
         {
             string form = FormEncode(secret), escaped = Uri.EscapeDataString(secret), base64 = Convert.ToBase64String(Encoding.UTF8.GetBytes(secret));
-            return new[] { secret, form, LowerHexEscapes(form), escaped, LowerHexEscapes(escaped), secret.Replace("/", "\\/", StringComparison.Ordinal),
-                base64, base64.TrimEnd('='), basicCredentials };
+            string json = secret.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal);
+            return new[] { secret, form, LowerHexEscapes(form), escaped, LowerHexEscapes(escaped), json, json.Replace("/", "\\/", StringComparison.Ordinal),
+                base64, base64.TrimEnd('='), base64.TrimEnd('=').Replace('+', '-').Replace('/', '_'), basicCredentials };
 
             static string LowerHexEscapes(string encoded)
             {
@@ -1556,8 +1573,24 @@ namespace Topi
             if (body.Length == 0) return "(empty body)";
             // NUL bytes mean binary or UTF-16, where neither redaction nor the eye would work.
             if (body.AsSpan().IndexOf((byte)0) >= 0) return "(binary body, " + body.Length + " bytes, not quoted)";
-            // Redaction sees the whole (capped) body before it is cut, so a secret is never cut in half.
-            return "\"" + Sanitize(Encoding.UTF8.GetString(body), secrets) + "\"";
+            // Redaction sees the whole (capped) body before it is cut, so a secret is never cut in half. A JSON body is
+            // rewritten with minimal escaping first, so that a secret the server's encoder escaped (\u0026, \u002B, \/ ...)
+            // reads as itself.
+            return "\"" + Sanitize(MinimallyEscapedJson(body) ?? Encoding.UTF8.GetString(body), secrets) + "\"";
+        }
+
+        // A JSON body written again with only '"', '\' and control characters escaped, or null if it is not JSON.
+        private static string? MinimallyEscapedJson(byte[] body)
+        {
+            try
+            {
+                using JsonDocument document = JsonDocument.Parse(body, TopiProtocol.LenientDocument);
+                var buffer = new ArrayBufferWriter<byte>(body.Length);
+                using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+                    document.WriteTo(writer);
+                return Encoding.UTF8.GetString(buffer.WrittenSpan);
+            }
+            catch (JsonException) { return null; }
         }
 
         // Makes text safe for a message: Redact, then control characters become spaces, runs of whitespace

@@ -18,6 +18,8 @@ public sealed class ApiErrorRedactionTests
     public static TheoryData<string> Bodies => new()
     {
         "html-500", "text-400", "json-string-403", "goa-message-422", "goa-name-and-id-400",
+        // A JSON body that is not a goa error is quoted as an excerpt; encoders escape the secret in it differently.
+        "json-object-400-dotnet-escaped", "json-object-400-go-escaped",
     };
 
     [Theory]
@@ -38,6 +40,10 @@ public sealed class ApiErrorRedactionTests
             "json-string-403" => FakeFault.Json(json, 403),
             "goa-message-422" => FakeFault.Status(422, "{\"name\":\"unprocessable\",\"id\":\"abc\",\"message\":" + json + "}", "application/vnd.goa.error"),
             "goa-name-and-id-400" => FakeFault.Status(400, "{\"name\":" + json + ",\"id\":" + json + ",\"message\":\"bad\"}", "application/vnd.goa.error"),
+            // .NET's default encoder: \u002B for '+', \u0026 for '&', \u00FC for 'ü'.
+            "json-object-400-dotnet-escaped" => FakeFault.Json("{\"detail\":" + json + "}", 400),
+            // Go's encoder (topi's goa is written in Go): \u0026, \u003c, \u003e; everything else as it is.
+            "json-object-400-go-escaped" => FakeFault.Json("{\"detail\":\"" + echo.Replace("&", "\\u0026", StringComparison.Ordinal) + "\"}", 400),
             _ => throw new ArgumentOutOfRangeException(nameof(body)),
         });
         TopiOptions options = TestSupport.OptionsFor(server, time);
@@ -48,7 +54,8 @@ public sealed class ApiErrorRedactionTests
 
         TopiApiException ex = await Assert.ThrowsAsync<TopiApiException>(() => client.DeleteAsync("v1/shipping-method/x"));
 
-        string[] forbidden = [FancySecret, FancySecretFormEncoded, Uri.EscapeDataString(FancySecret), secretBase64, basic, ShortOpaqueToken];
+        string dotnetEscaped = System.Text.Json.JsonSerializer.Serialize(FancySecret)[1..^1], goEscaped = FancySecret.Replace("&", "\\u0026", StringComparison.Ordinal);
+        string[] forbidden = [FancySecret, FancySecretFormEncoded, Uri.EscapeDataString(FancySecret), secretBase64, basic, ShortOpaqueToken, dotnetEscaped, goEscaped];
         var texts = new List<string>(Texts(ex)) { ex.ErrorMessage ?? "", ex.ErrorName ?? "", ex.ErrorId ?? "" };
         foreach (string text in texts)
             foreach (string secret in forbidden)
@@ -56,5 +63,30 @@ public sealed class ApiErrorRedactionTests
         // The rest of the body is still there to read.
         Assert.Contains("[redacted]", ex.Message);
         Assert.Equal(1, server.TokenRequests);
+    }
+
+    // A secret with a quote and a backslash, echoed JSON-escaped in a JSON error body that is not a goa error.
+    [Fact]
+    public async Task ApiError_JsonBodyEchoesSecretWithQuoteAndBackslash_NotInMessage()
+    {
+        const string secret = "s3cr\"et\\val&<x>";
+        var time = new ManualTimeProvider();
+        await using FakeTopiServer server = StartServer(time, clientSecret: secret);
+        string json = System.Text.Json.JsonSerializer.Serialize("echo " + secret);
+        string minimal = "\"echo " + secret.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
+        server.EnqueueApiFault(FakeFault.Json("{\"a\":" + json + ",\"b\":" + minimal + "}", 400));
+        TopiOptions options = TestSupport.OptionsFor(server, time);
+        options.ClientSecret = secret;
+        options.MaxApiRetries = 0;
+        using var client = new TopiClient(options);
+
+        TopiApiException ex = await Assert.ThrowsAsync<TopiApiException>(() => client.DeleteAsync("v1/shipping-method/x"));
+
+        foreach (string text in Texts(ex))
+        {
+            Assert.False(text.Contains(secret, StringComparison.Ordinal), "the secret is shown");
+            Assert.False(text.Contains("s3cr\\\"et", StringComparison.Ordinal), "the JSON-escaped secret is shown");
+        }
+        Assert.Contains("[redacted]", ex.Message);
     }
 }
