@@ -997,8 +997,9 @@ namespace Topi
         {
             ArgumentNullException.ThrowIfNull(itemType);
             ArgumentOutOfRangeException.ThrowIfNegative(firstPage);
+            ArgumentException.ThrowIfNullOrWhiteSpace(path);
             // The page number is appended to the query: a fragment would swallow it, a page of the caller's would repeat.
-            if (ResolvePath(path).OriginalString.Contains('#') || TopiPlumbing.HasQueryParameter(path, "page"))
+            if (path.Contains('#') || TopiPlumbing.HasQueryParameter(path, "page"))
                 throw new ArgumentException("The path must have neither a fragment nor a page parameter (pass firstPage instead).", nameof(path));
             return WalkPagesAsync(path, itemType, firstPage, cancellationToken);
         }

@@ -17,7 +17,7 @@ public sealed class PaginationErrorTests
         using var client = new TopiClient(TestSupport.OptionsFor(server));
         server.EnqueueApiFault(FakeFault.Html(200));
 
-        Exception? ex = await Record.ExceptionAsync(() => WalkAsync(client));
+        Exception? ex = await Record.ExceptionAsync(() => TestSupport.WalkPagesAsync(client));
 
         AssertTopiException(ex);
         Assert.Equal(1, server.ApiRequests);
@@ -28,18 +28,14 @@ public sealed class PaginationErrorTests
     {
         await using var server = FakeTopiServer.Start(new FakeTopiServerOptions { ShippingMethodCount = 5, PageSize = 2 });
         using var client = new TopiClient(TestSupport.OptionsFor(server));
-        var seen = new List<string?>();
+        var seen = new List<HsShippingMethod>();
         server.EnqueueApiFault(FakeFault.Delay(TimeSpan.Zero)); // page 0: answered normally
         server.EnqueueApiFault(FakeFault.Status(200, "Service maintenance, back soon", "text/plain"));
 
-        Exception? ex = await Record.ExceptionAsync(async () =>
-        {
-            await foreach (HsShippingMethod item in client.GetAllPagesAsync("v1/shipping-method", HsJsonContext.Default.HsShippingMethod))
-                seen.Add(item.Id);
-        });
+        Exception? ex = await Record.ExceptionAsync(() => TestSupport.WalkPagesAsync(client, items: seen));
 
         AssertTopiException(ex);
-        Assert.Equal(server.ShippingMethods.Take(2).Select(m => m.Id), seen);
+        Assert.Equal(server.ShippingMethods.Take(2).Select(m => m.Id), seen.Select(m => m.Id));
     }
 
     [Theory]
@@ -52,14 +48,9 @@ public sealed class PaginationErrorTests
         string deep = "{\"data\":" + new string('[', depth) + new string(']', depth) + ",\"pagination\":{\"has_more\":false}}";
         server.EnqueueApiFault(FakeFault.Json(deep, 200));
 
-        Exception? ex = await Record.ExceptionAsync(() => WalkAsync(client));
+        Exception? ex = await Record.ExceptionAsync(() => TestSupport.WalkPagesAsync(client));
 
         AssertTopiException(ex);
-    }
-
-    private static async Task WalkAsync(TopiClient client)
-    {
-        await foreach (HsShippingMethod _ in client.GetAllPagesAsync("v1/shipping-method", HsJsonContext.Default.HsShippingMethod)) { }
     }
 
     private static void AssertTopiException(Exception? ex)

@@ -6,14 +6,6 @@ namespace Topi.Tests;
 
 public sealed class PaginationTests
 {
-    private static async Task<List<HsShippingMethod>> AllAsync(TopiClient client, string path = FakeTopiServer.ShippingMethodsPath, int firstPage = 0)
-    {
-        var items = new List<HsShippingMethod>();
-        await foreach (HsShippingMethod item in client.GetAllPagesAsync(path, HsJsonContext.Default.HsShippingMethod, firstPage))
-            items.Add(item);
-        return items;
-    }
-
     private static List<string> ApiPaths(FakeTopiServer server) =>
         server.Requests.Where(r => r.Kind == FakeEndpointKind.Api).Select(r => r.Path).ToList();
 
@@ -23,7 +15,7 @@ public sealed class PaginationTests
         await using var server = FakeTopiServer.Start(new FakeTopiServerOptions { ShippingMethodCount = 0 });
         using var client = new TopiClient(TestSupport.OptionsFor(server));
 
-        List<HsShippingMethod> items = await AllAsync(client);
+        List<HsShippingMethod> items = await TestSupport.WalkPagesAsync(client);
 
         Assert.Empty(items);
         Assert.Equal(new[] { "/v1/shipping-method?page=0" }, ApiPaths(server));
@@ -35,7 +27,7 @@ public sealed class PaginationTests
         await using var server = FakeTopiServer.Start(new FakeTopiServerOptions { ShippingMethodCount = 2, PageSize = 5 });
         using var client = new TopiClient(TestSupport.OptionsFor(server));
 
-        List<HsShippingMethod> items = await AllAsync(client);
+        List<HsShippingMethod> items = await TestSupport.WalkPagesAsync(client);
 
         Assert.Equal(server.ShippingMethods.Select(m => m.Id), items.Select(m => m.Id));
         Assert.Equal(new[] { "/v1/shipping-method?page=0" }, ApiPaths(server));
@@ -52,7 +44,7 @@ public sealed class PaginationTests
         server.PageSize = pageSize;
         using var client = new TopiClient(TestSupport.OptionsFor(server));
 
-        List<HsShippingMethod> items = await AllAsync(client);
+        List<HsShippingMethod> items = await TestSupport.WalkPagesAsync(client);
 
         Assert.Equal(server.ShippingMethods.Select(m => m.Id), items.Select(m => m.Id));
         Assert.Equal(server.ShippingMethods.Select(m => m.SellerShippingMethodReference), items.Select(m => m.SellerShippingMethodReference));
@@ -67,7 +59,7 @@ public sealed class PaginationTests
         await using var server = FakeTopiServer.Start(new FakeTopiServerOptions { ShippingMethodCount = 5, PageSize = 2 });
         using var client = new TopiClient(TestSupport.OptionsFor(server));
 
-        List<HsShippingMethod> items = await AllAsync(client, firstPage: 1);
+        List<HsShippingMethod> items = await TestSupport.WalkPagesAsync(client, firstPage: 1);
 
         Assert.Equal(server.ShippingMethods.Skip(2).Select(m => m.Id), items.Select(m => m.Id));
         Assert.Equal(new[] { "/v1/shipping-method?page=1", "/v1/shipping-method?page=2" }, ApiPaths(server));
@@ -121,7 +113,7 @@ public sealed class PaginationTests
         server.EnqueueApiFault(FakeFault.Delay(TimeSpan.Zero));
         server.EnqueueApiFault(FakeFault.Status(503, "\"busy\""));
 
-        List<HsShippingMethod> items = await AllAsync(client);
+        List<HsShippingMethod> items = await TestSupport.WalkPagesAsync(client);
 
         Assert.Equal(server.ShippingMethods.Select(m => m.Id), items.Select(m => m.Id));
         Assert.Equal(new[] { "/v1/shipping-method?page=0", "/v1/shipping-method?page=1", "/v1/shipping-method?page=1", "/v1/shipping-method?page=2" }, ApiPaths(server));
@@ -201,7 +193,7 @@ public sealed class PaginationTests
         await using var server = FakeTopiServer.Start(new FakeTopiServerOptions { ShippingMethodCount = 3, PageSize = 2 });
         using var client = new TopiClient(TestSupport.OptionsFor(server));
 
-        List<HsShippingMethod> items = await AllAsync(client, path);
+        List<HsShippingMethod> items = await TestSupport.WalkPagesAsync(client, path);
 
         Assert.Equal(3, items.Count);
         Assert.Equal(new[] { expectedPrefix + "0", expectedPrefix + "1" }, ApiPaths(server));
@@ -214,7 +206,7 @@ public sealed class PaginationTests
         using var client = new TopiClient(TestSupport.OptionsFor(server));
         server.EnqueueApiFault(FakeFault.Json("{\"data\":[],\"pagination\":{\"has_more\":true,\"page\":0}}"));
 
-        List<HsShippingMethod> items = await AllAsync(client);
+        List<HsShippingMethod> items = await TestSupport.WalkPagesAsync(client);
 
         Assert.Empty(items);
         Assert.Equal(1, server.ApiRequests);
@@ -227,7 +219,7 @@ public sealed class PaginationTests
         using var client = new TopiClient(TestSupport.OptionsFor(server));
         server.EnqueueApiFault(FakeFault.Json("{\"data\":[{\"id\":\"a\",\"seller_shipping_method_reference\":\"A\"}]}"));
 
-        List<HsShippingMethod> items = await AllAsync(client);
+        List<HsShippingMethod> items = await TestSupport.WalkPagesAsync(client);
 
         Assert.Equal("A", Assert.Single(items).SellerShippingMethodReference);
         Assert.Equal(1, server.ApiRequests);
@@ -243,7 +235,7 @@ public sealed class PaginationTests
         using var client = new TopiClient(TestSupport.OptionsFor(server));
         server.EnqueueApiFault(FakeFault.Json(body));
 
-        var ex = await Assert.ThrowsAsync<TopiException>(() => AllAsync(client));
+        var ex = await Assert.ThrowsAsync<TopiException>(() => TestSupport.WalkPagesAsync(client));
 
         Assert.IsType<TopiException>(ex);
         Assert.Contains("GET /v1/shipping-method", ex.Message);

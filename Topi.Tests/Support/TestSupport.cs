@@ -5,6 +5,23 @@ namespace Topi.Tests.Support;
 /// <summary>Small helpers shared by the test files.</summary>
 public static class TestSupport
 {
+    /// <summary>
+    /// Walks every page of <paramref name="path"/> with GetAllPagesAsync into <paramref name="items"/> (the caller's
+    /// list, so a walk that fails half-way still shows what it yielded) and returns them. Fails the test past 100
+    /// items, where a walk that should end would go on forever.
+    /// </summary>
+    public static async Task<List<HsShippingMethod>> WalkPagesAsync(TopiClient client, string path = FakeTopiServer.ShippingMethodsPath,
+        int firstPage = 0, List<HsShippingMethod>? items = null)
+    {
+        items ??= new List<HsShippingMethod>();
+        await foreach (HsShippingMethod item in client.GetAllPagesAsync(path, HsJsonContext.Default.HsShippingMethod, firstPage))
+        {
+            items.Add(item);
+            Assert.True(items.Count <= 100, "the walk went on past 100 items");
+        }
+        return items;
+    }
+
     /// <summary>Client options pointing at <paramref name="server"/>, with its credentials.</summary>
     public static TopiOptions OptionsFor(FakeTopiServer server, TimeProvider? time = null) => new()
     {

@@ -22,8 +22,8 @@ namespace Topi.Benchmarks
 {
     internal static class Interleaved
     {
-        internal sealed record Row(string Name, string Baseline, string Contender, double BaselineNs, double TopiNs, double Ratio, double RatioP25, double RatioP75,
-            long BaselineBytes, long TopiBytes, int Rounds, int Batch, double Bar);
+        internal sealed record Row(string Name, string Baseline, string Contender, double BaselineNs, double ContenderNs, double Ratio, double RatioP25, double RatioP75,
+            long BaselineBytes, long ContenderBytes, int Rounds, int Batch, double Bar);
 
         // The child process that measures (3): see InMemoryRows.
         internal const string ChildFlag = "--in-memory-child";
@@ -119,7 +119,7 @@ namespace Topi.Benchmarks
             foreach (Row r in rows)
             {
                 string bar = double.IsNaN(r.Bar) ? "informational" : r.Ratio <= r.Bar ? $"≤ {r.Bar:F2}×: PASS" : $"≤ {r.Bar:F2}×: MISS by {(r.Ratio / r.Bar - 1) * 100:F1} %";
-                Console.WriteLine($"| {r.Name} | {r.Baseline} | {r.Contender} | {r.Rounds} × {r.Batch:N0} | {r.BaselineNs:F1} | {r.TopiNs:F1} | {r.Ratio:F3}× [{r.RatioP25:F3}–{r.RatioP75:F3}] | {r.BaselineBytes} → {r.TopiBytes} | {bar} |");
+                Console.WriteLine($"| {r.Name} | {r.Baseline} | {r.Contender} | {r.Rounds} × {r.Batch:N0} | {r.BaselineNs:F1} | {r.ContenderNs:F1} | {r.Ratio:F3}× [{r.RatioP25:F3}–{r.RatioP75:F3}] | {r.BaselineBytes} → {r.ContenderBytes} | {bar} |");
             }
         }
 
@@ -152,7 +152,7 @@ namespace Topi.Benchmarks
             {
                 var row = new Row(name, baseline.Name, contenders[i - 1].Name, Percentile(ns[0], 0.5), Percentile(ns[i], 0.5),
                     Percentile(ratios[i], 0.5), Percentile(ratios[i], 0.25), Percentile(ratios[i], 0.75), bytes[0], bytes[i], rounds, batch, contenders[i - 1].Bar);
-                Console.WriteLine($"  {name}, {row.Contender}: {row.BaselineNs:F1} ns vs {row.TopiNs:F1} ns, ratio {row.Ratio:F3}× [{row.RatioP25:F3}–{row.RatioP75:F3}]");
+                Console.WriteLine($"  {name}, {row.Contender}: {row.BaselineNs:F1} ns vs {row.ContenderNs:F1} ns, ratio {row.Ratio:F3}× [{row.RatioP25:F3}–{row.RatioP75:F3}]");
                 rows.Add(row);
             }
             return rows;
