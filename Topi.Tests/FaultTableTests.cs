@@ -39,8 +39,12 @@ public sealed class FaultTableTests
     /// <summary>Every row is bounded by this; a row that takes longer fails as a hang.</summary>
     private static readonly TimeSpan RowBound = TimeSpan.FromSeconds(15);
 
-    /// <summary>Small, so that hanging endpoints end fast: each token attempt gets a third of it.</summary>
-    internal static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(2);
+    /// <summary>
+    /// Small, so that hanging endpoints end fast: each token attempt gets a third of it. At 2 s (667 ms per attempt) a
+    /// CI run under coverage once timed out a first attempt that the server had answered, and the row saw a second
+    /// token request; 4 s leaves each attempt 1.33 s, twice that, and still ends the hangs (10 s) well within RowBound.
+    /// </summary>
+    internal static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(4);
 
     private readonly ITestOutputHelper _output;
 
