@@ -419,7 +419,9 @@ public sealed class ApiRetryTests
         // delays are random (full jitter), so the test reads each one and advances exactly to it.
         foreach ((int requests, TimeSpan ceiling) in new[] { (1, TimeSpan.FromSeconds(1)), (2, TimeSpan.FromSeconds(2)) })
         {
-            await TestSupport.EventuallyAsync(() => server.ApiRequests == requests && time.CreatedDueTimes.Count > timers, "backoff " + requests);
+            int before = timers;
+            await TestSupport.EventuallyAsync(() => server.ApiRequests == requests && time.CreatedDueTimes.Count > before, "backoff " + requests,
+                state: () => $"API requests {server.ApiRequests}, timers since {string.Join(", ", time.CreatedDueTimes.Skip(before))}, call {call.Status}");
             TimeSpan delay = time.CreatedDueTimes[timers];
             timers = time.CreatedDueTimes.Count;
             Assert.InRange(delay, TimeSpan.Zero, ceiling);

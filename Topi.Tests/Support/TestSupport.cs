@@ -45,12 +45,14 @@ public static class TestSupport
     /// Waits until <paramref name="condition"/> holds, for work that finishes on another thread (a
     /// background renewal). The outcome is deterministic; only the wait is bounded.
     /// </summary>
-    public static async Task EventuallyAsync(Func<bool> condition, string what, int timeoutMs = 10_000)
+    /// <param name="state">What the failure message shows of the state at the timeout, to tell why it never held.</param>
+    public static async Task EventuallyAsync(Func<bool> condition, string what, int timeoutMs = 10_000, Func<string>? state = null)
     {
         var deadline = Environment.TickCount64 + timeoutMs;
         while (!condition())
         {
-            if (Environment.TickCount64 > deadline) throw new Xunit.Sdk.XunitException("Timed out waiting for: " + what);
+            if (Environment.TickCount64 > deadline)
+                throw new Xunit.Sdk.XunitException("Timed out waiting for: " + what + (state is null ? "" : " (" + state() + ")"));
             await Task.Delay(5);
         }
     }
